@@ -1,0 +1,147 @@
+//! Registry metadata: which repositories exist, which blobs each may see, manifests with their
+//! references, tags, referrers and upload sessions.
+//!
+//! [`MetadataStore`] is the contract; [`SqliteStore`] is the embedded backend (WAL, one writer,
+//! a small pool of readers). All SQL lives in the backend modules. Every change that touches
+//! several rows happens in one transaction, so a manifest, its references and its tag appear
+//! together or not at all, and the existence checks for what a manifest references run inside
+//! that same transaction.
+
+mod sqlite;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod suite;
+
+use std::collections::BTreeMap;
+
+use agent_registry_oci::{Digest, Reference, RepoName, Tag};
+use bytes::Bytes;
+
+pub use sqlite::SqliteStore;
+
+pub type Result<T, E = MetadataError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("manifest references {kind} {digest}, which is not in repository {repo}")]
+    MissingReference {
+        repo: RepoName,
+        kind: RefKind,
+        digest: Digest,
+    },
+    #[error("{digest} is still referenced by manifest {by} in repository {repo}; delete that first")]
+    StillReferenced {
+        repo: RepoName,
+        digest: Digest,
+        by: String,
+    },
+    #[error("metadata database failed while {doing}: {cause}")]
+    Backend { doing: &'static str, cause: String },
+}
+
+impl MetadataError {
+    pub fn backend(doing: &'static str, cause: impl std::fmt::Display) -> MetadataError {
+        MetadataError::Backend {
+            doing,
+            cause: cause.to_string(),
+        }
+    }
+}
+
+/// What a manifest points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefKind {
+    Blob,
+    Manifest,
+}
+
+impl std::fmt::Display for RefKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RefKind::Blob => "blob",
+            RefKind::Manifest => "manifest",
+        })
+    }
+}
+
+/// A manifest to store, already parsed and validated.
+#[derive(Debug, Clone)]
+pub struct NewManifest {
+    pub repo: RepoName,
+    pub digest: Digest,
+    pub media_type: String,
+    pub artifact_type: Option<String>,
+    pub subject: Option<Digest>,
+    pub content: Bytes,
+    pub blobs: Vec<Digest>,
+    pub manifests: Vec<Digest>,
+    pub annotations: BTreeMap<String, String>,
+    pub tag: Option<Tag>,
+}
+
+/// A stored manifest, as served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub content: Bytes,
+}
+
+/// A manifest whose `subject` is some digest, as the referrers API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referrer {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    pub artifact_type: Option<String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// An upload session's record; its bytes live in the blob store under the same id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRecord {
+    pub id: String,
+    pub repo: RepoName,
+    /// Seconds since the Unix epoch.
+    pub started_at: i64,
+}
+
+/// A page of names in lexical order; `more` says whether a later page exists.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Page {
+    pub items: Vec<String>,
+    pub more: bool,
+}
+
+#[async_trait::async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Size of `digest` if it is linked into `repo` (pushed or mounted there).
+    async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>>;
+    /// Size of `digest` if any repository holds it (for cross-repository mounts).
+    async fn blob_size_anywhere(&self, digest: &Digest) -> Result<Option<u64>>;
+    /// Links a committed blob into `repo`, creating the repository if needed.
+    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()>;
+    /// Unlinks a blob from `repo`; refuses while a manifest in `repo` references it.
+    /// Returns whether it was linked.
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
+    /// Whether any repository still links `digest` (for deleting the bytes).
+    async fn blob_linked_anywhere(&self, digest: &Digest) -> Result<bool>;
+
+    async fn create_upload(&self, id: &str, repo: &RepoName) -> Result<()>;
+    async fn upload(&self, id: &str) -> Result<Option<UploadRecord>>;
+    async fn delete_upload(&self, id: &str) -> Result<()>;
+    async fn list_uploads(&self) -> Result<Vec<UploadRecord>>;
+
+    /// Stores a manifest, its references and its tag in one transaction, after checking that
+    /// every referenced blob and child manifest is in the repository.
+    async fn put_manifest(&self, manifest: NewManifest) -> Result<()>;
+    async fn manifest(&self, repo: &RepoName, reference: &Reference) -> Result<Option<StoredManifest>>;
+    /// Deletes a manifest and every tag pointing at it; refuses while an index in the
+    /// repository references it. Returns whether it existed.
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
+    /// Returns whether the tag existed.
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool>;
+    /// Tags after `last`, at most `n`; `None` if the repository does not exist.
+    async fn list_tags(&self, repo: &RepoName, last: Option<&str>, n: usize) -> Result<Option<Page>>;
+    async fn list_repositories(&self, last: Option<&str>, n: usize) -> Result<Page>;
+    async fn referrers(&self, repo: &RepoName, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>>;
+}

@@ -1,0 +1,543 @@
+//! The SQLite backend: one file in WAL mode, one writer connection, a pool of readers.
+//!
+//! Every call runs on a blocking thread. Writes are serialised by the writer mutex (SQLite
+//! allows one writer anyway), which also makes each check-then-write transaction atomic.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use agent_registry_oci::{Digest, Reference, RepoName, Tag};
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::{
+    MetadataError, MetadataStore, NewManifest, Page, RefKind, Referrer, Result, StoredManifest,
+    UploadRecord,
+};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE repositories (
+    name       TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE blobs (
+    digest     TEXT PRIMARY KEY,
+    size       INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE repo_blobs (
+    repo   TEXT NOT NULL REFERENCES repositories(name),
+    digest TEXT NOT NULL REFERENCES blobs(digest),
+    PRIMARY KEY (repo, digest)
+) WITHOUT ROWID;
+CREATE INDEX repo_blobs_digest ON repo_blobs(digest);
+CREATE TABLE manifests (
+    repo          TEXT NOT NULL REFERENCES repositories(name),
+    digest        TEXT NOT NULL,
+    media_type    TEXT NOT NULL,
+    artifact_type TEXT,
+    subject       TEXT,
+    size          INTEGER NOT NULL,
+    content       BLOB NOT NULL,
+    annotations   TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    PRIMARY KEY (repo, digest)
+);
+CREATE INDEX manifests_subject ON manifests(repo, subject) WHERE subject IS NOT NULL;
+-- What each manifest references: blobs (kind 0) and child manifests (kind 1).
+CREATE TABLE manifest_refs (
+    repo   TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    child  TEXT NOT NULL,
+    kind   INTEGER NOT NULL,
+    PRIMARY KEY (repo, digest, child),
+    FOREIGN KEY (repo, digest) REFERENCES manifests(repo, digest) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX manifest_refs_child ON manifest_refs(repo, child);
+CREATE TABLE tags (
+    repo       TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    digest     TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (repo, name),
+    FOREIGN KEY (repo, digest) REFERENCES manifests(repo, digest) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX tags_digest ON tags(repo, digest);
+CREATE TABLE uploads (
+    id         TEXT PRIMARY KEY,
+    repo       TEXT NOT NULL,
+    started_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#];
+
+const READERS: usize = 4;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    durable: bool,
+    writer: Arc<Mutex<Connection>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn db_err(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> MetadataError {
+    move |e| MetadataError::backend(doing, e)
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn parse_digest(s: String) -> rusqlite::Result<Digest> {
+    s.parse().map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+fn parse_repo(s: String) -> rusqlite::Result<RepoName> {
+    s.parse().map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database at `path`. `durable` makes every
+    /// commit survive power loss (`synchronous=FULL`); without it a crash of the machine may
+    /// lose the last commits, though never consistency.
+    pub fn open(path: impl AsRef<Path>, durable: bool) -> Result<SqliteStore> {
+        let path = path.as_ref().to_owned();
+        let mut writer = Self::connect(&path, durable)?;
+        migrate(&mut writer)?;
+        Ok(SqliteStore {
+            path,
+            durable,
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn connect(path: &Path, durable: bool) -> Result<Connection> {
+        let conn = Connection::open(path).map_err(db_err("opening the database"))?;
+        let sync = if durable { "FULL" } else { "NORMAL" };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;"
+        ))
+        .map_err(db_err("configuring the database"))?;
+        Ok(conn)
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = self.readers.lock().map_err(|_| MetadataError::backend("taking a reader", "pool poisoned"))?.pop();
+        let (path, durable) = (self.path.clone(), self.durable);
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let conn = match conn {
+                Some(c) => c,
+                None => Self::connect(&path, durable)?,
+            };
+            let result = f(&conn);
+            Ok::<_, MetadataError>((conn, result))
+        })
+        .await
+        .map_err(|e| MetadataError::backend("running a query", e))??;
+        if let Ok(mut pool) = self.readers.lock()
+            && pool.len() < READERS
+        {
+            pool.push(conn);
+        }
+        result
+    }
+
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer.lock().map_err(|_| MetadataError::backend("taking the writer", "lock poisoned"))?;
+            let tx = conn.transaction().map_err(db_err("starting a transaction"))?;
+            let out = f(&tx)?;
+            tx.commit().map_err(db_err("committing"))?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| MetadataError::backend("running a transaction", e))?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let done: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db_err("reading the schema version"))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction().map_err(db_err("migrating"))?;
+        tx.execute_batch(sql).map_err(db_err("migrating"))?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1)).map_err(db_err("migrating"))?;
+        tx.commit().map_err(db_err("migrating"))?;
+    }
+    Ok(())
+}
+
+fn ensure_repo(tx: &rusqlite::Transaction<'_>, repo: &RepoName) -> Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO repositories (name, created_at) VALUES (?1, ?2)",
+        params![repo.as_str(), now()],
+    )
+    .map_err(db_err("creating a repository"))?;
+    Ok(())
+}
+
+fn page(mut items: Vec<String>, n: usize) -> Page {
+    let more = items.len() > n;
+    items.truncate(n);
+    Page { items, more }
+}
+
+fn limit(n: usize) -> i64 {
+    // One more than asked, to learn whether another page exists.
+    i64::try_from(n).unwrap_or(i64::MAX - 1) + 1
+}
+
+#[async_trait::async_trait]
+impl MetadataStore for SqliteStore {
+    async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
+        let (repo, digest) = (repo.to_string(), digest.to_string());
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT b.size FROM repo_blobs r JOIN blobs b ON b.digest = r.digest WHERE r.repo = ?1 AND r.digest = ?2",
+            )
+            .and_then(|mut s| s.query_row(params![repo, digest], |r| r.get::<_, i64>(0)).optional())
+            .map(|o| o.map(|s| s as u64))
+            .map_err(db_err("looking up a blob"))
+        })
+        .await
+    }
+
+    async fn blob_size_anywhere(&self, digest: &Digest) -> Result<Option<u64>> {
+        let digest = digest.to_string();
+        self.read(move |c| {
+            c.prepare_cached("SELECT size FROM blobs WHERE digest = ?1 AND EXISTS (SELECT 1 FROM repo_blobs WHERE digest = ?1)")
+                .and_then(|mut s| s.query_row(params![digest], |r| r.get::<_, i64>(0)).optional())
+                .map(|o| o.map(|s| s as u64))
+                .map_err(db_err("looking up a blob"))
+        })
+        .await
+    }
+
+    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
+        let (repo, digest) = (repo.clone(), digest.to_string());
+        self.write(move |tx| {
+            ensure_repo(tx, &repo)?;
+            tx.execute(
+                "INSERT INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (digest) DO NOTHING",
+                params![digest, size as i64, now()],
+            )
+            .map_err(db_err("recording a blob"))?;
+            tx.execute(
+                "INSERT OR IGNORE INTO repo_blobs (repo, digest) VALUES (?1, ?2)",
+                params![repo.as_str(), digest],
+            )
+            .map_err(db_err("linking a blob"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let (repo, digest) = (repo.clone(), digest.clone());
+        self.write(move |tx| {
+            let by: Option<String> = tx
+                .query_row(
+                    "SELECT digest FROM manifest_refs WHERE repo = ?1 AND child = ?2 AND kind = 0 LIMIT 1",
+                    params![repo.as_str(), digest.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err("checking blob references"))?;
+            if let Some(by) = by {
+                return Err(MetadataError::StillReferenced { repo, digest, by });
+            }
+            let n = tx
+                .execute(
+                    "DELETE FROM repo_blobs WHERE repo = ?1 AND digest = ?2",
+                    params![repo.as_str(), digest.to_string()],
+                )
+                .map_err(db_err("unlinking a blob"))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn blob_linked_anywhere(&self, digest: &Digest) -> Result<bool> {
+        let digest = digest.to_string();
+        self.read(move |c| {
+            c.query_row("SELECT EXISTS (SELECT 1 FROM repo_blobs WHERE digest = ?1)", params![digest], |r| r.get(0))
+                .map_err(db_err("looking up blob links"))
+        })
+        .await
+    }
+
+    async fn create_upload(&self, id: &str, repo: &RepoName) -> Result<()> {
+        let (id, repo) = (id.to_owned(), repo.clone());
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO uploads (id, repo, started_at) VALUES (?1, ?2, ?3)",
+                params![id, repo.as_str(), now()],
+            )
+            .map_err(db_err("recording an upload"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload(&self, id: &str) -> Result<Option<UploadRecord>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached("SELECT id, repo, started_at FROM uploads WHERE id = ?1")
+                .and_then(|mut s| {
+                    s.query_row(params![id], |r| {
+                        Ok(UploadRecord { id: r.get(0)?, repo: parse_repo(r.get(1)?)?, started_at: r.get(2)? })
+                    })
+                    .optional()
+                })
+                .map_err(db_err("looking up an upload"))
+        })
+        .await
+    }
+
+    async fn delete_upload(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
+        self.write(move |tx| {
+            tx.execute("DELETE FROM uploads WHERE id = ?1", params![id]).map_err(db_err("removing an upload"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_uploads(&self) -> Result<Vec<UploadRecord>> {
+        self.read(|c| {
+            let mut s = c.prepare("SELECT id, repo, started_at FROM uploads ORDER BY started_at").map_err(db_err("listing uploads"))?;
+            let rows = s
+                .query_map([], |r| Ok(UploadRecord { id: r.get(0)?, repo: parse_repo(r.get(1)?)?, started_at: r.get(2)? }))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(db_err("listing uploads"))?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn put_manifest(&self, m: NewManifest) -> Result<()> {
+        self.write(move |tx| {
+            let repo = m.repo.as_str();
+            ensure_repo(tx, &m.repo)?;
+            {
+                let mut has_blob = tx
+                    .prepare_cached("SELECT 1 FROM repo_blobs WHERE repo = ?1 AND digest = ?2")
+                    .map_err(db_err("checking manifest references"))?;
+                for d in &m.blobs {
+                    if !has_blob.exists(params![repo, d.to_string()]).map_err(db_err("checking manifest references"))? {
+                        return Err(MetadataError::MissingReference { repo: m.repo.clone(), kind: RefKind::Blob, digest: d.clone() });
+                    }
+                }
+                let mut has_manifest = tx
+                    .prepare_cached("SELECT 1 FROM manifests WHERE repo = ?1 AND digest = ?2")
+                    .map_err(db_err("checking manifest references"))?;
+                for d in &m.manifests {
+                    if !has_manifest.exists(params![repo, d.to_string()]).map_err(db_err("checking manifest references"))? {
+                        return Err(MetadataError::MissingReference { repo: m.repo.clone(), kind: RefKind::Manifest, digest: d.clone() });
+                    }
+                }
+            }
+            let digest = m.digest.to_string();
+            let annotations = serde_json::to_string(&m.annotations).map_err(|e| MetadataError::backend("encoding annotations", e))?;
+            let inserted = tx
+                .execute(
+                    "INSERT INTO manifests (repo, digest, media_type, artifact_type, subject, size, content, annotations, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (repo, digest) DO NOTHING",
+                    params![
+                        repo,
+                        digest,
+                        m.media_type,
+                        m.artifact_type,
+                        m.subject.as_ref().map(ToString::to_string),
+                        m.content.len() as i64,
+                        &m.content[..],
+                        annotations,
+                        now()
+                    ],
+                )
+                .map_err(db_err("storing a manifest"))?;
+            if inserted > 0 {
+                let mut add_ref = tx
+                    .prepare_cached("INSERT OR IGNORE INTO manifest_refs (repo, digest, child, kind) VALUES (?1, ?2, ?3, ?4)")
+                    .map_err(db_err("storing manifest references"))?;
+                for (kind, list) in [(0, &m.blobs), (1, &m.manifests)] {
+                    for child in list {
+                        add_ref.execute(params![repo, digest, child.to_string(), kind]).map_err(db_err("storing manifest references"))?;
+                    }
+                }
+            }
+            if let Some(tag) = &m.tag {
+                tx.execute(
+                    "INSERT INTO tags (repo, name, digest, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
+                    params![repo, tag.as_str(), digest, now()],
+                )
+                .map_err(db_err("moving a tag"))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn manifest(&self, repo: &RepoName, reference: &Reference) -> Result<Option<StoredManifest>> {
+        let repo = repo.to_string();
+        let reference = reference.clone();
+        self.read(move |c| {
+            let row = |r: &rusqlite::Row<'_>| {
+                Ok(StoredManifest {
+                    digest: parse_digest(r.get(0)?)?,
+                    media_type: r.get(1)?,
+                    content: Bytes::from(r.get::<_, Vec<u8>>(2)?),
+                })
+            };
+            match reference {
+                Reference::Tag(tag) => c
+                    .prepare_cached(
+                        "SELECT m.digest, m.media_type, m.content FROM tags t
+                         JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest WHERE t.repo = ?1 AND t.name = ?2",
+                    )
+                    .and_then(|mut s| s.query_row(params![repo, tag.as_str()], row).optional()),
+                Reference::Digest(d) => c
+                    .prepare_cached("SELECT digest, media_type, content FROM manifests WHERE repo = ?1 AND digest = ?2")
+                    .and_then(|mut s| s.query_row(params![repo, d.to_string()], row).optional()),
+            }
+            .map_err(db_err("looking up a manifest"))
+        })
+        .await
+    }
+
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let (repo, digest) = (repo.clone(), digest.clone());
+        self.write(move |tx| {
+            let by: Option<String> = tx
+                .query_row(
+                    "SELECT digest FROM manifest_refs WHERE repo = ?1 AND child = ?2 AND kind = 1 LIMIT 1",
+                    params![repo.as_str(), digest.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err("checking manifest references"))?;
+            if let Some(by) = by {
+                return Err(MetadataError::StillReferenced { repo, digest, by });
+            }
+            let n = tx
+                .execute("DELETE FROM manifests WHERE repo = ?1 AND digest = ?2", params![repo.as_str(), digest.to_string()])
+                .map_err(db_err("deleting a manifest"))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
+        let (repo, tag) = (repo.to_string(), tag.to_string());
+        self.write(move |tx| {
+            let n = tx
+                .execute("DELETE FROM tags WHERE repo = ?1 AND name = ?2", params![repo, tag])
+                .map_err(db_err("deleting a tag"))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list_tags(&self, repo: &RepoName, last: Option<&str>, n: usize) -> Result<Option<Page>> {
+        let (repo, last) = (repo.to_string(), last.unwrap_or("").to_owned());
+        self.read(move |c| {
+            let exists: bool = c
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM repositories WHERE name = ?1)")
+                .and_then(|mut s| s.query_row(params![repo], |r| r.get(0)))
+                .map_err(db_err("listing tags"))?;
+            if !exists {
+                return Ok(None);
+            }
+            let items = c
+                .prepare_cached("SELECT name FROM tags WHERE repo = ?1 AND name > ?2 ORDER BY name LIMIT ?3")
+                .and_then(|mut s| s.query_map(params![repo, last, limit(n)], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>())
+                .map_err(db_err("listing tags"))?;
+            Ok(Some(page(items, n)))
+        })
+        .await
+    }
+
+    async fn list_repositories(&self, last: Option<&str>, n: usize) -> Result<Page> {
+        let last = last.unwrap_or("").to_owned();
+        self.read(move |c| {
+            let items = c
+                .prepare_cached("SELECT name FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2")
+                .and_then(|mut s| s.query_map(params![last, limit(n)], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>())
+                .map_err(db_err("listing repositories"))?;
+            Ok(page(items, n))
+        })
+        .await
+    }
+
+    async fn referrers(&self, repo: &RepoName, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>> {
+        let (repo, subject, artifact_type) = (repo.to_string(), subject.to_string(), artifact_type.map(str::to_owned));
+        self.read(move |c| {
+            let mut s = c
+                .prepare_cached(
+                    "SELECT digest, media_type, size, artifact_type, annotations FROM manifests
+                     WHERE repo = ?1 AND subject = ?2 AND (?3 IS NULL OR artifact_type = ?3) ORDER BY digest",
+                )
+                .map_err(db_err("listing referrers"))?;
+            let rows = s
+                .query_map(params![repo, subject, artifact_type], |r| {
+                    let annotations: String = r.get(4)?;
+                    Ok(Referrer {
+                        digest: parse_digest(r.get(0)?)?,
+                        media_type: r.get(1)?,
+                        size: r.get::<_, i64>(2)? as u64,
+                        artifact_type: r.get(3)?,
+                        annotations: serde_json::from_str::<BTreeMap<String, String>>(&annotations).unwrap_or_default(),
+                    })
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(db_err("listing referrers"))?;
+            Ok(rows)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn sqlite_backend_passes_the_shared_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path().join("registry.db"), false).expect("open");
+        crate::suite::run_all(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn reopening_keeps_data_and_does_not_remigrate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("registry.db");
+        let repo: RepoName = "a/b".parse().expect("name");
+        let digest = Digest::of(agent_registry_oci::Algorithm::Sha256, b"x");
+        SqliteStore::open(&path, true).expect("open").link_blob(&repo, &digest, 1).await.expect("link");
+        let again = SqliteStore::open(&path, true).expect("reopen");
+        assert_eq!(again.blob_size(&repo, &digest).await.expect("size"), Some(1));
+    }
+}

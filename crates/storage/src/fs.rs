@@ -1,0 +1,292 @@
+//! The filesystem backend: the embedded default.
+//!
+//! Writes go through one blocking thread per upload writer so the async runtime never waits on
+//! the disk; reads are `pread`s into 1 MiB buffers on a blocking thread, so a GET holds a
+//! bounded amount of memory however large the blob. With `fsync` on (the default), a commit
+//! syncs the upload file before the rename and the directory after it, so a blob that is
+//! visible is durable.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use agent_registry_oci::Digest;
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::{BlobStore, ByteStream, Result, StorageError, UploadWriter};
+
+const READ_BUFFER: usize = 1 << 20;
+/// How much an upload writer lets pile up in the page cache before syncing it, when fsync is
+/// on, so the final sync at commit has little left to do.
+const SYNC_EVERY: u64 = 32 << 20;
+
+#[derive(Debug, Clone)]
+pub struct FsBlobStore {
+    root: PathBuf,
+    fsync: bool,
+}
+
+impl FsBlobStore {
+    /// Opens (creating if needed) a store under `root`. `fsync` makes commits durable
+    /// against power loss; turn it off only for throwaway data.
+    pub fn open(root: impl Into<PathBuf>, fsync: bool) -> Result<FsBlobStore> {
+        let root = root.into();
+        for dir in ["blobs", "uploads"] {
+            fs::create_dir_all(root.join(dir)).map_err(|e| StorageError::io("creating storage directories", e))?;
+        }
+        Ok(FsBlobStore { root, fsync })
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    fn upload_path(&self, id: &str) -> Result<PathBuf> {
+        // Ids come from the caller, which takes them from URLs: never let one walk the tree.
+        let safe = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !safe {
+            return Err(StorageError::UploadUnknown(id.to_owned()));
+        }
+        Ok(self.root.join("uploads").join(id))
+    }
+
+    fn open_upload(&self, id: &str, options: &OpenOptions) -> Result<File> {
+        let path = self.upload_path(id)?;
+        options.open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StorageError::UploadUnknown(id.to_owned()),
+            _ => StorageError::io("opening an upload", e),
+        })
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageError::io("running a storage task", io::Error::other(e)))?
+}
+
+#[async_trait::async_trait]
+impl BlobStore for FsBlobStore {
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+        match tokio::fs::metadata(self.blob_path(digest)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StorageError::io("reading blob size", e)),
+        }
+    }
+
+    async fn read(&self, digest: &Digest, range: Range<u64>) -> Result<ByteStream> {
+        let file = File::open(self.blob_path(digest)).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StorageError::BlobUnknown(digest.clone()),
+            _ => StorageError::io("opening a blob", e),
+        })?;
+        Ok(stream_file(file, range))
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<()> {
+        match tokio::fs::remove_file(self.blob_path(digest)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StorageError::io("deleting a blob", e)),
+        }
+    }
+
+    async fn begin_upload(&self, id: &str) -> Result<()> {
+        let path = self.upload_path(id)?;
+        blocking(move || {
+            File::create_new(&path)
+                .map(drop)
+                .map_err(|e| StorageError::io("creating an upload", e))
+        })
+        .await
+    }
+
+    async fn upload_size(&self, id: &str) -> Result<u64> {
+        let path = self.upload_path(id)?;
+        match tokio::fs::metadata(path).await {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StorageError::UploadUnknown(id.to_owned())),
+            Err(e) => Err(StorageError::io("reading upload size", e)),
+        }
+    }
+
+    async fn append(&self, id: &str) -> Result<Box<dyn UploadWriter>> {
+        let file = self.open_upload(id, OpenOptions::new().append(true))?;
+        Ok(Box::new(FsUploadWriter::spawn(file, self.fsync)))
+    }
+
+    async fn read_upload(&self, id: &str) -> Result<ByteStream> {
+        let file = self.open_upload(id, OpenOptions::new().read(true))?;
+        let len = file.metadata().map_err(|e| StorageError::io("reading an upload", e))?.len();
+        Ok(stream_file(file, 0..len))
+    }
+
+    async fn commit_upload(&self, id: &str, digest: &Digest) -> Result<()> {
+        let upload = self.upload_path(id)?;
+        let blob = self.blob_path(digest);
+        let fsync = self.fsync;
+        let id = id.to_owned();
+        blocking(move || {
+            if fsync {
+                let file = File::open(&upload).map_err(|e| match e.kind() {
+                    io::ErrorKind::NotFound => StorageError::UploadUnknown(id.clone()),
+                    _ => StorageError::io("opening an upload", e),
+                })?;
+                file.sync_all().map_err(|e| StorageError::io("syncing an upload", e))?;
+            }
+            let dir = blob.parent().unwrap_or(Path::new("."));
+            fs::create_dir_all(dir).map_err(|e| StorageError::io("creating a blob directory", e))?;
+            // Same digest, same bytes: renaming over an existing blob changes nothing a reader sees.
+            fs::rename(&upload, &blob).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => StorageError::UploadUnknown(id.clone()),
+                _ => StorageError::io("committing a blob", e),
+            })?;
+            if fsync {
+                File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| StorageError::io("syncing a blob directory", e))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn abort_upload(&self, id: &str) -> Result<()> {
+        let path = self.upload_path(id)?;
+        match tokio::fs::remove_file(path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StorageError::io("removing an upload", e)),
+        }
+    }
+
+    async fn list_uploads(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("uploads");
+        blocking(move || {
+            let mut ids = Vec::new();
+            for entry in fs::read_dir(dir).map_err(|e| StorageError::io("listing uploads", e))? {
+                let entry = entry.map_err(|e| StorageError::io("listing uploads", e))?;
+                if let Some(name) = entry.file_name().to_str() {
+                    ids.push(name.to_owned());
+                }
+            }
+            Ok(ids)
+        })
+        .await
+    }
+}
+
+/// Streams `range` of `file` from a blocking thread, in buffers of at most [`READ_BUFFER`].
+fn stream_file(file: File, range: Range<u64>) -> ByteStream {
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(2);
+    tokio::task::spawn_blocking(move || {
+        let mut pos = range.start;
+        while pos < range.end {
+            let want = usize::try_from(range.end - pos).map_or(READ_BUFFER, |r| r.min(READ_BUFFER));
+            let mut buf = BytesMut::zeroed(want);
+            let item = match file.read_at(&mut buf, pos) {
+                Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob is shorter than expected")),
+                Ok(n) => {
+                    pos += n as u64;
+                    buf.truncate(n);
+                    Ok(buf.freeze())
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+            let failed = item.is_err();
+            // The receiver is gone when the client hung up: stop reading.
+            if tx.blocking_send(item).is_err() || failed {
+                return;
+            }
+        }
+    });
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
+
+/// Appends chunks on a blocking thread, so hashing (on the caller's side) and disk writes overlap.
+struct FsUploadWriter {
+    tx: Option<mpsc::Sender<Bytes>>,
+    task: JoinHandle<Result<u64>>,
+}
+
+impl FsUploadWriter {
+    fn spawn(mut file: File, fsync: bool) -> FsUploadWriter {
+        let (tx, mut rx) = mpsc::channel::<Bytes>(16);
+        let task = tokio::task::spawn_blocking(move || {
+            let mut unsynced = 0u64;
+            while let Some(chunk) = rx.blocking_recv() {
+                file.write_all(&chunk).map_err(|e| StorageError::io("writing an upload", e))?;
+                unsynced += chunk.len() as u64;
+                if fsync && unsynced >= SYNC_EVERY {
+                    file.sync_data().map_err(|e| StorageError::io("syncing an upload", e))?;
+                    unsynced = 0;
+                }
+            }
+            file.metadata()
+                .map(|m| m.len())
+                .map_err(|e| StorageError::io("reading upload size", e))
+        });
+        FsUploadWriter { tx: Some(tx), task }
+    }
+
+    async fn join(task: JoinHandle<Result<u64>>) -> Result<u64> {
+        task.await
+            .map_err(|e| StorageError::io("running an upload writer", io::Error::other(e)))?
+    }
+}
+
+#[async_trait::async_trait]
+impl UploadWriter for FsUploadWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        let sent = match &self.tx {
+            Some(tx) => tx.send(chunk).await.is_ok(),
+            None => false,
+        };
+        if !sent {
+            // The writer thread stopped: it failed, and joining it says why.
+            self.tx = None;
+            let task = std::mem::replace(&mut self.task, tokio::spawn(async { Ok(0) }));
+            Self::join(task).await?;
+            return Err(StorageError::io("writing an upload", io::Error::other("upload writer stopped")));
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<u64> {
+        self.tx = None;
+        Self::join(self.task).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn filesystem_backend_passes_the_shared_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsBlobStore::open(dir.path(), true).expect("open");
+        crate::suite::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn upload_ids_cannot_escape_the_uploads_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsBlobStore::open(dir.path(), false).expect("open");
+        for id in ["../blobs", "a/b", "", "."] {
+            assert!(matches!(store.begin_upload(id).await, Err(StorageError::UploadUnknown(_))), "{id}");
+        }
+    }
+}

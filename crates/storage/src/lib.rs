@@ -1,0 +1,113 @@
+//! Blob storage: content-addressed, immutable blobs and the in-progress uploads that become them.
+//!
+//! [`BlobStore`] is the whole contract the registry relies on; backends implement it and pass
+//! the shared [`suite`]. The store knows nothing of repositories, manifests or HTTP: which
+//! repository may see a blob is metadata, kept by the `metadata` crate. Hashing is the
+//! caller's job too (the registry hashes while it writes), so a backend only moves bytes.
+//!
+//! Layout, the same keys on every backend:
+//!
+//! ```text
+//! <root>/
+//! ├── blobs/
+//! │   └── sha256/
+//! │       └── e3/
+//! │           └── e3b0c442…b855      immutable; appears only by an atomic rename of a durable upload
+//! └── uploads/
+//!     └── 6f1c…-…-…                  one file per upload session, appended to in order
+//! ```
+
+mod fs;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod suite;
+
+use std::io;
+use std::ops::Range;
+use std::pin::Pin;
+
+use agent_registry_oci::Digest;
+use bytes::Bytes;
+use futures_util::Stream;
+
+pub use fs::FsBlobStore;
+
+/// A stream of blob bytes, in order.
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("blob {0} is not in storage")]
+    BlobUnknown(Digest),
+    #[error("upload {0} is not in storage")]
+    UploadUnknown(String),
+    #[error("insufficient storage space: {0}")]
+    Full(io::Error),
+    #[error("storage i/o failed while {doing}: {source}")]
+    Io {
+        doing: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl StorageError {
+    /// Wraps an I/O error, keeping "the disk is full" apart from other failures.
+    pub fn io(doing: &'static str, source: io::Error) -> StorageError {
+        match source.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => StorageError::Full(source),
+            _ => StorageError::Io { doing, source },
+        }
+    }
+}
+
+/// Where blobs live. Every method is safe to call concurrently.
+///
+/// Uploads are named by an opaque id the caller chooses. An upload is a byte sequence that
+/// only grows (by [`BlobStore::append`]) until it is committed as a blob or aborted.
+#[async_trait::async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// The size of a committed blob, or `None` if it is not stored.
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>>;
+
+    /// Streams `range` of a committed blob. The range must lie within the blob.
+    async fn read(&self, digest: &Digest, range: Range<u64>) -> Result<ByteStream>;
+
+    /// Removes a committed blob. Removing one that is not there is not an error.
+    async fn delete(&self, digest: &Digest) -> Result<()>;
+
+    /// Starts an empty upload.
+    async fn begin_upload(&self, id: &str) -> Result<()>;
+
+    /// How many bytes the upload holds so far.
+    async fn upload_size(&self, id: &str) -> Result<u64>;
+
+    /// A writer that appends to the end of the upload. Bytes written are part of the upload
+    /// once [`UploadWriter::finish`] returns; on error, the upload holds some prefix of them
+    /// and [`BlobStore::upload_size`] says how much.
+    async fn append(&self, id: &str) -> Result<Box<dyn UploadWriter>>;
+
+    /// Streams the upload's bytes so far (used to rebuild hash state after a restart).
+    async fn read_upload(&self, id: &str) -> Result<ByteStream>;
+
+    /// Makes the upload durable and visible as blob `digest`, atomically, and removes the
+    /// upload. The caller has verified the digest. If the blob already exists, the upload is
+    /// simply dropped.
+    async fn commit_upload(&self, id: &str, digest: &Digest) -> Result<()>;
+
+    /// Discards the upload. Aborting an unknown upload is not an error.
+    async fn abort_upload(&self, id: &str) -> Result<()>;
+
+    /// Ids of every upload in storage, for cleaning up abandoned ones.
+    async fn list_uploads(&self) -> Result<Vec<String>>;
+}
+
+/// Appends to an upload. Dropping it without `finish` leaves a prefix of what was written.
+#[async_trait::async_trait]
+pub trait UploadWriter: Send {
+    async fn write(&mut self, chunk: Bytes) -> Result<()>;
+
+    /// Waits until everything written is in the upload; returns the upload's new size.
+    async fn finish(self: Box<Self>) -> Result<u64>;
+}

@@ -1,0 +1,78 @@
+//! The behaviour every [`BlobStore`] backend must show, run by each backend's tests.
+
+use agent_registry_oci::{Algorithm, Digest};
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+
+use crate::{BlobStore, StorageError};
+
+async fn collect(store: &dyn BlobStore, digest: &Digest, range: std::ops::Range<u64>) -> Vec<u8> {
+    let chunks: Vec<Bytes> = store
+        .read(digest, range)
+        .await
+        .expect("read opens")
+        .try_collect()
+        .await
+        .expect("read streams");
+    chunks.concat()
+}
+
+/// Runs every check against `store`, which must be empty.
+pub async fn run_all(store: &dyn BlobStore) {
+    upload_append_commit_read(store).await;
+    abort_discards(store).await;
+    unknown_things_are_reported(store).await;
+}
+
+async fn upload_append_commit_read(store: &dyn BlobStore) {
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    let digest = Digest::of(Algorithm::Sha256, &data);
+    store.begin_upload("u1").await.expect("begin");
+    assert_eq!(store.upload_size("u1").await.expect("size"), 0);
+    for part in data.chunks(1_000_000) {
+        let mut w = store.append("u1").await.expect("append");
+        for piece in part.chunks(4096) {
+            w.write(Bytes::copy_from_slice(piece)).await.expect("write");
+        }
+        w.finish().await.expect("finish");
+    }
+    assert_eq!(store.upload_size("u1").await.expect("size"), data.len() as u64);
+    let again: Vec<Bytes> = store.read_upload("u1").await.expect("read upload").try_collect().await.expect("stream");
+    assert_eq!(again.concat(), data);
+    assert_eq!(store.stat(&digest).await.expect("stat"), None, "not visible before commit");
+    store.commit_upload("u1", &digest).await.expect("commit");
+    assert_eq!(store.stat(&digest).await.expect("stat"), Some(data.len() as u64));
+    assert!(matches!(store.upload_size("u1").await, Err(StorageError::UploadUnknown(_))));
+    assert_eq!(collect(store, &digest, 0..data.len() as u64).await, data);
+    assert_eq!(collect(store, &digest, 10..2_000_000).await, &data[10..2_000_000]);
+
+    // Committing the same content again is harmless.
+    store.begin_upload("u2").await.expect("begin");
+    let mut w = store.append("u2").await.expect("append");
+    w.write(Bytes::from(data.clone())).await.expect("write");
+    w.finish().await.expect("finish");
+    store.commit_upload("u2", &digest).await.expect("second commit");
+    assert_eq!(collect(store, &digest, 0..5).await, &data[..5]);
+
+    store.delete(&digest).await.expect("delete");
+    assert_eq!(store.stat(&digest).await.expect("stat"), None);
+    store.delete(&digest).await.expect("deleting twice is fine");
+}
+
+async fn abort_discards(store: &dyn BlobStore) {
+    store.begin_upload("u3").await.expect("begin");
+    let mut w = store.append("u3").await.expect("append");
+    w.write(Bytes::from_static(b"abc")).await.expect("write");
+    w.finish().await.expect("finish");
+    assert!(store.list_uploads().await.expect("list").contains(&"u3".to_owned()));
+    store.abort_upload("u3").await.expect("abort");
+    assert!(!store.list_uploads().await.expect("list").contains(&"u3".to_owned()));
+    store.abort_upload("u3").await.expect("aborting twice is fine");
+}
+
+async fn unknown_things_are_reported(store: &dyn BlobStore) {
+    let missing = Digest::of(Algorithm::Sha256, b"missing");
+    assert!(matches!(store.read(&missing, 0..1).await, Err(StorageError::BlobUnknown(_))));
+    assert!(matches!(store.append("nope").await, Err(StorageError::UploadUnknown(_))));
+    assert!(matches!(store.commit_upload("nope", &missing).await, Err(StorageError::UploadUnknown(_))));
+}
