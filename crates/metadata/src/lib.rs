@@ -28,7 +28,9 @@ pub enum MetadataError {
         kind: RefKind,
         digest: Digest,
     },
-    #[error("{digest} is still referenced by manifest {by} in repository {repo}; delete that first")]
+    #[error(
+        "{digest} is still referenced by manifest {by} in repository {repo}; delete that first"
+    )]
     StillReferenced {
         repo: RepoName,
         digest: Digest,
@@ -134,14 +136,28 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Stores a manifest, its references and its tag in one transaction, after checking that
     /// every referenced blob and child manifest is in the repository.
     async fn put_manifest(&self, manifest: NewManifest) -> Result<()>;
-    async fn manifest(&self, repo: &RepoName, reference: &Reference) -> Result<Option<StoredManifest>>;
+    async fn manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<StoredManifest>>;
     /// Deletes a manifest and every tag pointing at it; refuses while an index in the
     /// repository references it. Returns whether it existed.
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
     /// Returns whether the tag existed.
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool>;
     /// Tags after `last`, at most `n`; `None` if the repository does not exist.
-    async fn list_tags(&self, repo: &RepoName, last: Option<&str>, n: usize) -> Result<Option<Page>>;
+    async fn list_tags(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<Option<Page>>;
     async fn list_repositories(&self, last: Option<&str>, n: usize) -> Result<Page>;
-    async fn referrers(&self, repo: &RepoName, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>>;
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>>;
 }

@@ -84,7 +84,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -99,11 +101,15 @@ fn now() -> i64 {
 }
 
 fn parse_digest(s: String) -> rusqlite::Result<Digest> {
-    s.parse().map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+    s.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 fn parse_repo(s: String) -> rusqlite::Result<RepoName> {
-    s.parse().map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+    s.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 impl SqliteStore {
@@ -137,7 +143,11 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let conn = self.readers.lock().map_err(|_| MetadataError::backend("taking a reader", "pool poisoned"))?.pop();
+        let conn = self
+            .readers
+            .lock()
+            .map_err(|_| MetadataError::backend("taking a reader", "pool poisoned"))?
+            .pop();
         let (path, durable) = (self.path.clone(), self.durable);
         let (conn, result) = tokio::task::spawn_blocking(move || {
             let conn = match conn {
@@ -164,8 +174,12 @@ impl SqliteStore {
     {
         let writer = self.writer.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = writer.lock().map_err(|_| MetadataError::backend("taking the writer", "lock poisoned"))?;
-            let tx = conn.transaction().map_err(db_err("starting a transaction"))?;
+            let mut conn = writer
+                .lock()
+                .map_err(|_| MetadataError::backend("taking the writer", "lock poisoned"))?;
+            let tx = conn
+                .transaction()
+                .map_err(db_err("starting a transaction"))?;
             let out = f(&tx)?;
             tx.commit().map_err(db_err("committing"))?;
             Ok(out)
@@ -182,7 +196,8 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
         let tx = conn.transaction().map_err(db_err("migrating"))?;
         tx.execute_batch(sql).map_err(db_err("migrating"))?;
-        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1)).map_err(db_err("migrating"))?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+            .map_err(db_err("migrating"))?;
         tx.commit().map_err(db_err("migrating"))?;
     }
     Ok(())
@@ -281,8 +296,12 @@ impl MetadataStore for SqliteStore {
     async fn blob_linked_anywhere(&self, digest: &Digest) -> Result<bool> {
         let digest = digest.to_string();
         self.read(move |c| {
-            c.query_row("SELECT EXISTS (SELECT 1 FROM repo_blobs WHERE digest = ?1)", params![digest], |r| r.get(0))
-                .map_err(db_err("looking up blob links"))
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM repo_blobs WHERE digest = ?1)",
+                params![digest],
+                |r| r.get(0),
+            )
+            .map_err(db_err("looking up blob links"))
         })
         .await
     }
@@ -306,7 +325,11 @@ impl MetadataStore for SqliteStore {
             c.prepare_cached("SELECT id, repo, started_at FROM uploads WHERE id = ?1")
                 .and_then(|mut s| {
                     s.query_row(params![id], |r| {
-                        Ok(UploadRecord { id: r.get(0)?, repo: parse_repo(r.get(1)?)?, started_at: r.get(2)? })
+                        Ok(UploadRecord {
+                            id: r.get(0)?,
+                            repo: parse_repo(r.get(1)?)?,
+                            started_at: r.get(2)?,
+                        })
                     })
                     .optional()
                 })
@@ -318,7 +341,8 @@ impl MetadataStore for SqliteStore {
     async fn delete_upload(&self, id: &str) -> Result<()> {
         let id = id.to_owned();
         self.write(move |tx| {
-            tx.execute("DELETE FROM uploads WHERE id = ?1", params![id]).map_err(db_err("removing an upload"))?;
+            tx.execute("DELETE FROM uploads WHERE id = ?1", params![id])
+                .map_err(db_err("removing an upload"))?;
             Ok(())
         })
         .await
@@ -326,9 +350,17 @@ impl MetadataStore for SqliteStore {
 
     async fn list_uploads(&self) -> Result<Vec<UploadRecord>> {
         self.read(|c| {
-            let mut s = c.prepare("SELECT id, repo, started_at FROM uploads ORDER BY started_at").map_err(db_err("listing uploads"))?;
+            let mut s = c
+                .prepare("SELECT id, repo, started_at FROM uploads ORDER BY started_at")
+                .map_err(db_err("listing uploads"))?;
             let rows = s
-                .query_map([], |r| Ok(UploadRecord { id: r.get(0)?, repo: parse_repo(r.get(1)?)?, started_at: r.get(2)? }))
+                .query_map([], |r| {
+                    Ok(UploadRecord {
+                        id: r.get(0)?,
+                        repo: parse_repo(r.get(1)?)?,
+                        started_at: r.get(2)?,
+                    })
+                })
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .map_err(db_err("listing uploads"))?;
             Ok(rows)
@@ -400,7 +432,11 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
-    async fn manifest(&self, repo: &RepoName, reference: &Reference) -> Result<Option<StoredManifest>> {
+    async fn manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<StoredManifest>> {
         let repo = repo.to_string();
         let reference = reference.clone();
         self.read(move |c| {
@@ -453,14 +489,22 @@ impl MetadataStore for SqliteStore {
         let (repo, tag) = (repo.to_string(), tag.to_string());
         self.write(move |tx| {
             let n = tx
-                .execute("DELETE FROM tags WHERE repo = ?1 AND name = ?2", params![repo, tag])
+                .execute(
+                    "DELETE FROM tags WHERE repo = ?1 AND name = ?2",
+                    params![repo, tag],
+                )
                 .map_err(db_err("deleting a tag"))?;
             Ok(n > 0)
         })
         .await
     }
 
-    async fn list_tags(&self, repo: &RepoName, last: Option<&str>, n: usize) -> Result<Option<Page>> {
+    async fn list_tags(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<Option<Page>> {
         let (repo, last) = (repo.to_string(), last.unwrap_or("").to_owned());
         self.read(move |c| {
             let exists: bool = c
@@ -471,8 +515,13 @@ impl MetadataStore for SqliteStore {
                 return Ok(None);
             }
             let items = c
-                .prepare_cached("SELECT name FROM tags WHERE repo = ?1 AND name > ?2 ORDER BY name LIMIT ?3")
-                .and_then(|mut s| s.query_map(params![repo, last, limit(n)], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>())
+                .prepare_cached(
+                    "SELECT name FROM tags WHERE repo = ?1 AND name > ?2 ORDER BY name LIMIT ?3",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![repo, last, limit(n)], |r| r.get(0))?
+                        .collect::<rusqlite::Result<Vec<String>>>()
+                })
                 .map_err(db_err("listing tags"))?;
             Ok(Some(page(items, n)))
         })
@@ -483,16 +532,30 @@ impl MetadataStore for SqliteStore {
         let last = last.unwrap_or("").to_owned();
         self.read(move |c| {
             let items = c
-                .prepare_cached("SELECT name FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2")
-                .and_then(|mut s| s.query_map(params![last, limit(n)], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>())
+                .prepare_cached(
+                    "SELECT name FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![last, limit(n)], |r| r.get(0))?
+                        .collect::<rusqlite::Result<Vec<String>>>()
+                })
                 .map_err(db_err("listing repositories"))?;
             Ok(page(items, n))
         })
         .await
     }
 
-    async fn referrers(&self, repo: &RepoName, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>> {
-        let (repo, subject, artifact_type) = (repo.to_string(), subject.to_string(), artifact_type.map(str::to_owned));
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
+        let (repo, subject, artifact_type) = (
+            repo.to_string(),
+            subject.to_string(),
+            artifact_type.map(str::to_owned),
+        );
         self.read(move |c| {
             let mut s = c
                 .prepare_cached(
@@ -536,8 +599,15 @@ mod tests {
         let path = dir.path().join("registry.db");
         let repo: RepoName = "a/b".parse().expect("name");
         let digest = Digest::of(agent_registry_oci::Algorithm::Sha256, b"x");
-        SqliteStore::open(&path, true).expect("open").link_blob(&repo, &digest, 1).await.expect("link");
+        SqliteStore::open(&path, true)
+            .expect("open")
+            .link_blob(&repo, &digest, 1)
+            .await
+            .expect("link");
         let again = SqliteStore::open(&path, true).expect("reopen");
-        assert_eq!(again.blob_size(&repo, &digest).await.expect("size"), Some(1));
+        assert_eq!(
+            again.blob_size(&repo, &digest).await.expect("size"),
+            Some(1)
+        );
     }
 }

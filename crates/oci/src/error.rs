@@ -38,7 +38,10 @@ impl ErrorCode {
             BlobUploadInvalid => (400, "blob upload invalid"),
             BlobUploadUnknown => (404, "blob upload unknown to registry"),
             DigestInvalid => (400, "provided digest did not match uploaded content"),
-            ManifestBlobUnknown => (404, "manifest references a manifest or blob unknown to registry"),
+            ManifestBlobUnknown => (
+                404,
+                "manifest references a manifest or blob unknown to registry",
+            ),
             ManifestInvalid => (400, "manifest invalid"),
             ManifestUnknown => (404, "manifest unknown to registry"),
             NameInvalid => (400, "invalid repository name"),
@@ -78,7 +81,10 @@ mod tests {
 
     #[test]
     fn codes_serialize_as_the_spec_spells_them() {
-        assert_eq!(ErrorCode::ManifestBlobUnknown.as_str(), "MANIFEST_BLOB_UNKNOWN");
+        assert_eq!(
+            ErrorCode::ManifestBlobUnknown.as_str(),
+            "MANIFEST_BLOB_UNKNOWN"
+        );
         assert_eq!(ErrorCode::Toomanyrequests.as_str(), "TOOMANYREQUESTS");
         assert_eq!(ErrorCode::BlobUploadInvalid.as_str(), "BLOB_UPLOAD_INVALID");
     }

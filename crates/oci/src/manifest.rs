@@ -43,9 +43,13 @@ pub enum ManifestError {
         media_type: &'static str,
         reason: String,
     },
-    #[error("manifest media type {0:?} is not supported (push an OCI or Docker schema 2 image manifest or index)")]
+    #[error(
+        "manifest media type {0:?} is not supported (push an OCI or Docker schema 2 image manifest or index)"
+    )]
     UnsupportedMediaType(String),
-    #[error("manifest declares mediaType {declared:?} but was sent with Content-Type {content_type:?}")]
+    #[error(
+        "manifest declares mediaType {declared:?} but was sent with Content-Type {content_type:?}"
+    )]
     MediaTypeMismatch {
         declared: String,
         content_type: String,
@@ -84,8 +88,7 @@ impl Manifest {
             media_type,
             reason: e.to_string(),
         };
-        let probe: Probe =
-            serde_json::from_slice(body).map_err(|e| malformed("a manifest", e))?;
+        let probe: Probe = serde_json::from_slice(body).map_err(|e| malformed("a manifest", e))?;
         let content_type = content_type
             .map(|c| c.split(';').next().unwrap_or("").trim())
             .filter(|c| !c.is_empty());
@@ -169,10 +172,11 @@ impl Manifest {
 
 fn digest_of(d: &Descriptor) -> Result<Digest, ManifestError> {
     let s = d.digest().to_string();
-    s.parse().map_err(|e: crate::DigestError| ManifestError::BadDescriptor {
-        digest: s,
-        reason: e.to_string(),
-    })
+    s.parse()
+        .map_err(|e: crate::DigestError| ManifestError::BadDescriptor {
+            digest: s,
+            reason: e.to_string(),
+        })
 }
 
 /// Foreign (non-distributable) layers live elsewhere, by their `urls`; a registry does not hold them.
@@ -207,9 +211,20 @@ mod tests {
     fn image_manifest_lists_config_and_layers() {
         let m = Manifest::parse(Some(media::OCI_MANIFEST), image("").as_bytes()).expect("parses");
         assert_eq!(m.kind, ManifestKind::Image);
-        assert_eq!(m.blobs.iter().map(ToString::to_string).collect::<Vec<_>>(), [D1, D2]);
-        assert_eq!(m.artifact_type.as_deref(), Some("application/vnd.oci.image.config.v1+json"));
-        assert_eq!(m.annotations.get("org.opencontainers.image.title").map(String::as_str), Some("x"));
+        assert_eq!(
+            m.blobs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [D1, D2]
+        );
+        assert_eq!(
+            m.artifact_type.as_deref(),
+            Some("application/vnd.oci.image.config.v1+json")
+        );
+        assert_eq!(
+            m.annotations
+                .get("org.opencontainers.image.title")
+                .map(String::as_str),
+            Some("x")
+        );
     }
 
     #[test]
@@ -222,7 +237,8 @@ mod tests {
     #[test]
     fn declared_media_type_must_match_content_type() {
         let body = image(&format!(r#""mediaType":"{}","#, media::DOCKER_MANIFEST));
-        let err = Manifest::parse(Some(media::OCI_MANIFEST), body.as_bytes()).unwrap_err();
+        let err =
+            Manifest::parse(Some(media::OCI_MANIFEST), body.as_bytes()).expect_err("mismatch");
         assert!(matches!(err, ManifestError::MediaTypeMismatch { .. }));
     }
 
@@ -245,13 +261,19 @@ mod tests {
 
     #[test]
     fn rejects_garbage_old_schemas_and_unknown_types() {
-        assert!(matches!(Manifest::parse(Some(media::OCI_MANIFEST), b"{nope"), Err(ManifestError::Malformed { .. })));
+        assert!(matches!(
+            Manifest::parse(Some(media::OCI_MANIFEST), b"{nope"),
+            Err(ManifestError::Malformed { .. })
+        ));
         assert!(matches!(
             Manifest::parse(Some(media::OCI_MANIFEST), br#"{"schemaVersion":1}"#),
             Err(ManifestError::SchemaVersion(1))
         ));
         assert!(matches!(
-            Manifest::parse(Some(media::DOCKER_MANIFEST_V1_SIGNED), br#"{"schemaVersion":1}"#),
+            Manifest::parse(
+                Some(media::DOCKER_MANIFEST_V1_SIGNED),
+                br#"{"schemaVersion":1}"#
+            ),
             Err(ManifestError::UnsupportedMediaType(_))
         ));
         assert!(matches!(
@@ -259,6 +281,9 @@ mod tests {
             Err(ManifestError::UnsupportedMediaType(_))
         ));
         let missing_config = r#"{"schemaVersion":2,"layers":[]}"#;
-        assert!(matches!(Manifest::parse(Some(media::OCI_MANIFEST), missing_config.as_bytes()), Err(ManifestError::Malformed { .. })));
+        assert!(matches!(
+            Manifest::parse(Some(media::OCI_MANIFEST), missing_config.as_bytes()),
+            Err(ManifestError::Malformed { .. })
+        ));
     }
 }

@@ -17,7 +17,9 @@ pub const MAX_NAME_LEN: usize = 255;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
-    #[error("repository name {0:?} is invalid: components are lower-case letters and digits, joined by '.', '_', '__' or '-', separated by '/', at most 255 characters")]
+    #[error(
+        "repository name {0:?} is invalid: components are lower-case letters and digits, joined by '.', '_', '__' or '-', separated by '/', at most 255 characters"
+    )]
     Repository(String),
     #[error("tag {0:?} is invalid: up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'")]
     Tag(String),
@@ -196,6 +198,9 @@ mod tests {
         assert!(matches!("v1".parse::<Reference>(), Ok(Reference::Tag(_))));
         let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         assert!(matches!(d.parse::<Reference>(), Ok(Reference::Digest(_))));
-        assert!(matches!("sha256:zz".parse::<Reference>(), Err(NameError::Digest(_))));
+        assert!(matches!(
+            "sha256:zz".parse::<Reference>(),
+            Err(NameError::Digest(_))
+        ));
     }
 }

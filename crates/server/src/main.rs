@@ -1,1 +1,129 @@
-fn main(){}
+//! The `agent-registry` binary: parses arguments, loads configuration, serves.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use agent_registry_server::config::{Config, ENV_VARS, LogFormat};
+use agent_registry_server::{AppState, run};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "agent-registry", version, about = "An OCI registry for AI agents", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the OCI Distribution API (and the agent catalogue) over HTTP.
+    #[command(after_help = "\
+Configuration is read from --config, then environment variables, then these flags; every key
+has a default, so `agent-registry serve` alone starts a registry on 0.0.0.0:5000 storing data
+in ./agent-registry-data.
+
+Environment: AGENT_REGISTRY_LISTEN, AGENT_REGISTRY_ROOT, AGENT_REGISTRY_LOG_LEVEL (or
+AAC_LOG_LEVEL), AGENT_REGISTRY_LOG_FORMAT (text|json), AGENT_REGISTRY_FSYNC (true|false).
+
+Examples:
+  agent-registry serve
+  agent-registry serve --listen 127.0.0.1:5055 --root /var/lib/agent-registry
+  agent-registry serve --config /etc/agent-registry/registry.yaml
+  agent-registry config --config registry.yaml     # print the effective configuration")]
+    Serve(ConfigArgs),
+    /// Print the effective configuration (file + environment + flags) as YAML, then exit.
+    Config(ConfigArgs),
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// YAML configuration file (see ARCHITECTURE.md for every key).
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:5000 (overrides `listen`).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Directory holding blobs, uploads and registry.db (overrides `root`).
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(root) = &self.root {
+            config.root = root.clone();
+        }
+        Ok(config)
+    }
+}
+
+fn init_logging(config: &Config) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(&config.log.level).with_context(|| {
+        format!(
+            "log level {:?} is not a valid filter (try info, debug or warn)",
+            config.log.level
+        )
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Config(args) => {
+            print!("{}", serde_yaml_ng::to_string(&args.load()?)?);
+            let _ = ENV_VARS;
+            Ok(())
+        }
+        Command::Serve(args) => {
+            let config = args.load()?;
+            init_logging(&config)?;
+            let listen = config.listen;
+            let root = config.root.clone();
+            let state = AppState::open(config)?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| {
+                    format!("failed to listen on {listen} (is another registry running there?)")
+                })?;
+            tracing::info!(addr = %listener.local_addr()?, root = %root.display(), "agent-registry listening");
+            run(listener, state, shutdown_signal()).await
+        }
+    }
+}

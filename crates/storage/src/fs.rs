@@ -36,7 +36,8 @@ impl FsBlobStore {
     pub fn open(root: impl Into<PathBuf>, fsync: bool) -> Result<FsBlobStore> {
         let root = root.into();
         for dir in ["blobs", "uploads"] {
-            fs::create_dir_all(root.join(dir)).map_err(|e| StorageError::io("creating storage directories", e))?;
+            fs::create_dir_all(root.join(dir))
+                .map_err(|e| StorageError::io("creating storage directories", e))?;
         }
         Ok(FsBlobStore { root, fsync })
     }
@@ -114,7 +115,9 @@ impl BlobStore for FsBlobStore {
         let path = self.upload_path(id)?;
         match tokio::fs::metadata(path).await {
             Ok(m) => Ok(m.len()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StorageError::UploadUnknown(id.to_owned())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StorageError::UploadUnknown(id.to_owned()))
+            }
             Err(e) => Err(StorageError::io("reading upload size", e)),
         }
     }
@@ -126,7 +129,10 @@ impl BlobStore for FsBlobStore {
 
     async fn read_upload(&self, id: &str) -> Result<ByteStream> {
         let file = self.open_upload(id, OpenOptions::new().read(true))?;
-        let len = file.metadata().map_err(|e| StorageError::io("reading an upload", e))?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| StorageError::io("reading an upload", e))?
+            .len();
         Ok(stream_file(file, 0..len))
     }
 
@@ -141,10 +147,12 @@ impl BlobStore for FsBlobStore {
                     io::ErrorKind::NotFound => StorageError::UploadUnknown(id.clone()),
                     _ => StorageError::io("opening an upload", e),
                 })?;
-                file.sync_all().map_err(|e| StorageError::io("syncing an upload", e))?;
+                file.sync_all()
+                    .map_err(|e| StorageError::io("syncing an upload", e))?;
             }
             let dir = blob.parent().unwrap_or(Path::new("."));
-            fs::create_dir_all(dir).map_err(|e| StorageError::io("creating a blob directory", e))?;
+            fs::create_dir_all(dir)
+                .map_err(|e| StorageError::io("creating a blob directory", e))?;
             // Same digest, same bytes: renaming over an existing blob changes nothing a reader sees.
             fs::rename(&upload, &blob).map_err(|e| match e.kind() {
                 io::ErrorKind::NotFound => StorageError::UploadUnknown(id.clone()),
@@ -194,7 +202,10 @@ fn stream_file(file: File, range: Range<u64>) -> ByteStream {
             let want = usize::try_from(range.end - pos).map_or(READ_BUFFER, |r| r.min(READ_BUFFER));
             let mut buf = BytesMut::zeroed(want);
             let item = match file.read_at(&mut buf, pos) {
-                Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob is shorter than expected")),
+                Ok(0) => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "blob is shorter than expected",
+                )),
                 Ok(n) => {
                     pos += n as u64;
                     buf.truncate(n);
@@ -227,10 +238,12 @@ impl FsUploadWriter {
         let task = tokio::task::spawn_blocking(move || {
             let mut unsynced = 0u64;
             while let Some(chunk) = rx.blocking_recv() {
-                file.write_all(&chunk).map_err(|e| StorageError::io("writing an upload", e))?;
+                file.write_all(&chunk)
+                    .map_err(|e| StorageError::io("writing an upload", e))?;
                 unsynced += chunk.len() as u64;
                 if fsync && unsynced >= SYNC_EVERY {
-                    file.sync_data().map_err(|e| StorageError::io("syncing an upload", e))?;
+                    file.sync_data()
+                        .map_err(|e| StorageError::io("syncing an upload", e))?;
                     unsynced = 0;
                 }
             }
@@ -259,7 +272,10 @@ impl UploadWriter for FsUploadWriter {
             self.tx = None;
             let task = std::mem::replace(&mut self.task, tokio::spawn(async { Ok(0) }));
             Self::join(task).await?;
-            return Err(StorageError::io("writing an upload", io::Error::other("upload writer stopped")));
+            return Err(StorageError::io(
+                "writing an upload",
+                io::Error::other("upload writer stopped"),
+            ));
         }
         Ok(())
     }
@@ -286,7 +302,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FsBlobStore::open(dir.path(), false).expect("open");
         for id in ["../blobs", "a/b", "", "."] {
-            assert!(matches!(store.begin_upload(id).await, Err(StorageError::UploadUnknown(_))), "{id}");
+            assert!(
+                matches!(
+                    store.begin_upload(id).await,
+                    Err(StorageError::UploadUnknown(_))
+                ),
+                "{id}"
+            );
         }
     }
 }

@@ -36,22 +36,47 @@ async fn upload_append_commit_read(store: &dyn BlobStore) {
         }
         w.finish().await.expect("finish");
     }
-    assert_eq!(store.upload_size("u1").await.expect("size"), data.len() as u64);
-    let again: Vec<Bytes> = store.read_upload("u1").await.expect("read upload").try_collect().await.expect("stream");
+    assert_eq!(
+        store.upload_size("u1").await.expect("size"),
+        data.len() as u64
+    );
+    let again: Vec<Bytes> = store
+        .read_upload("u1")
+        .await
+        .expect("read upload")
+        .try_collect()
+        .await
+        .expect("stream");
     assert_eq!(again.concat(), data);
-    assert_eq!(store.stat(&digest).await.expect("stat"), None, "not visible before commit");
+    assert_eq!(
+        store.stat(&digest).await.expect("stat"),
+        None,
+        "not visible before commit"
+    );
     store.commit_upload("u1", &digest).await.expect("commit");
-    assert_eq!(store.stat(&digest).await.expect("stat"), Some(data.len() as u64));
-    assert!(matches!(store.upload_size("u1").await, Err(StorageError::UploadUnknown(_))));
+    assert_eq!(
+        store.stat(&digest).await.expect("stat"),
+        Some(data.len() as u64)
+    );
+    assert!(matches!(
+        store.upload_size("u1").await,
+        Err(StorageError::UploadUnknown(_))
+    ));
     assert_eq!(collect(store, &digest, 0..data.len() as u64).await, data);
-    assert_eq!(collect(store, &digest, 10..2_000_000).await, &data[10..2_000_000]);
+    assert_eq!(
+        collect(store, &digest, 10..2_000_000).await,
+        &data[10..2_000_000]
+    );
 
     // Committing the same content again is harmless.
     store.begin_upload("u2").await.expect("begin");
     let mut w = store.append("u2").await.expect("append");
     w.write(Bytes::from(data.clone())).await.expect("write");
     w.finish().await.expect("finish");
-    store.commit_upload("u2", &digest).await.expect("second commit");
+    store
+        .commit_upload("u2", &digest)
+        .await
+        .expect("second commit");
     assert_eq!(collect(store, &digest, 0..5).await, &data[..5]);
 
     store.delete(&digest).await.expect("delete");
@@ -64,15 +89,39 @@ async fn abort_discards(store: &dyn BlobStore) {
     let mut w = store.append("u3").await.expect("append");
     w.write(Bytes::from_static(b"abc")).await.expect("write");
     w.finish().await.expect("finish");
-    assert!(store.list_uploads().await.expect("list").contains(&"u3".to_owned()));
+    assert!(
+        store
+            .list_uploads()
+            .await
+            .expect("list")
+            .contains(&"u3".to_owned())
+    );
     store.abort_upload("u3").await.expect("abort");
-    assert!(!store.list_uploads().await.expect("list").contains(&"u3".to_owned()));
-    store.abort_upload("u3").await.expect("aborting twice is fine");
+    assert!(
+        !store
+            .list_uploads()
+            .await
+            .expect("list")
+            .contains(&"u3".to_owned())
+    );
+    store
+        .abort_upload("u3")
+        .await
+        .expect("aborting twice is fine");
 }
 
 async fn unknown_things_are_reported(store: &dyn BlobStore) {
     let missing = Digest::of(Algorithm::Sha256, b"missing");
-    assert!(matches!(store.read(&missing, 0..1).await, Err(StorageError::BlobUnknown(_))));
-    assert!(matches!(store.append("nope").await, Err(StorageError::UploadUnknown(_))));
-    assert!(matches!(store.commit_upload("nope", &missing).await, Err(StorageError::UploadUnknown(_))));
+    assert!(matches!(
+        store.read(&missing, 0..1).await,
+        Err(StorageError::BlobUnknown(_))
+    ));
+    assert!(matches!(
+        store.append("nope").await,
+        Err(StorageError::UploadUnknown(_))
+    ));
+    assert!(matches!(
+        store.commit_upload("nope", &missing).await,
+        Err(StorageError::UploadUnknown(_))
+    ));
 }

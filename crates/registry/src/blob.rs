@@ -1,0 +1,57 @@
+//! Reading and deleting blobs, always through the repository that links them.
+
+use std::ops::Range;
+
+use agent_registry_oci::{Digest, RepoName};
+use agent_registry_storage::ByteStream;
+use tracing::debug;
+
+use crate::{Error, Registry, Result};
+
+impl Registry {
+    /// The size of `digest` in `repo`.
+    pub async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
+        self.inner
+            .meta
+            .blob_size(repo, digest)
+            .await?
+            .ok_or_else(|| Error::BlobUnknown {
+                repo: repo.clone(),
+                digest: digest.clone(),
+            })
+    }
+
+    /// Streams `range` of a blob of `repo`; the caller has checked the range against its size.
+    pub async fn read_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        range: Range<u64>,
+    ) -> Result<ByteStream> {
+        match self.inner.blobs.read(digest, range).await {
+            Ok(stream) => Ok(stream),
+            Err(agent_registry_storage::StorageError::BlobUnknown(_)) => Err(Error::BlobUnknown {
+                repo: repo.clone(),
+                digest: digest.clone(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes a blob from `repo` (refused while a manifest there references it); its bytes go
+    /// when no repository links them any more.
+    pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        if !self.inner.meta.unlink_blob(repo, digest).await? {
+            return Err(Error::BlobUnknown {
+                repo: repo.clone(),
+                digest: digest.clone(),
+            });
+        }
+        let _exclusive = self.inner.blob_lifecycle.write().await;
+        if !self.inner.meta.blob_linked_anywhere(digest).await? {
+            self.inner.blobs.delete(digest).await?;
+            debug!(%digest, "blob bytes removed");
+        }
+        Ok(())
+    }
+}

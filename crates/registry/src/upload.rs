@@ -1,0 +1,373 @@
+//! Upload sessions: start, append chunks, report status, finish as a blob, cancel, and
+//! cross-repository mount.
+//!
+//! An upload's bytes live in the blob store and its record (id, repository) in metadata, so a
+//! session survives a restart. The running hash lives in memory beside them; when it is missing
+//! or stale (after a restart, or after a failed chunk) it is rebuilt by reading the upload back.
+//! One request at a time works on an upload: each holds the upload's lock while it runs.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use agent_registry_oci::{Algorithm, Digest, Hasher, RepoName};
+use futures_util::StreamExt;
+use tracing::{debug, warn};
+
+use crate::hashing::{HashPipe, hash_stream};
+use crate::{Body, Error, Registry, Result};
+
+/// The running hash of an upload: valid when `offset` equals the upload's size.
+pub(crate) struct HashState {
+    offset: u64,
+    hasher: Option<Hasher>,
+}
+
+/// Where an upload stands after a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadStatus {
+    pub id: String,
+    /// Bytes received so far.
+    pub size: u64,
+}
+
+/// A chunk's declared place: `Content-Range: start-end` (inclusive), if sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl ChunkRange {
+    /// Parses `start-end`, also accepting the `bytes ` / `bytes=` prefixes some clients send.
+    pub fn parse(s: &str) -> Option<ChunkRange> {
+        let s = s.trim();
+        let s = s
+            .strip_prefix("bytes")
+            .map_or(s, |r| r.trim_start_matches([' ', '=']));
+        let (a, b) = s.split_once('-')?;
+        let (start, end) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+        (start <= end).then_some(ChunkRange { start, end })
+    }
+
+    fn len(self) -> u64 {
+        self.end - self.start + 1
+    }
+}
+
+/// A chunk of body with what the client declared about it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ChunkInfo {
+    pub range: Option<ChunkRange>,
+    pub content_length: Option<u64>,
+}
+
+impl Registry {
+    fn upload_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<HashState>> {
+        let mut map = self.inner.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(id.to_owned())
+            .or_insert_with(|| {
+                Arc::new(tokio::sync::Mutex::new(HashState {
+                    offset: 0,
+                    hasher: None,
+                }))
+            })
+            .clone()
+    }
+
+    fn forget_upload(&self, id: &str) {
+        let mut map = self.inner.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(id);
+    }
+
+    /// Checks that upload `id` exists and belongs to `repo`.
+    async fn check_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
+        match self.inner.meta.upload(id).await? {
+            Some(rec) if &rec.repo == repo => Ok(()),
+            _ => Err(Error::UploadUnknown(id.to_owned())),
+        }
+    }
+
+    /// Opens a new upload session in `repo`.
+    pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadStatus> {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.inner.blobs.begin_upload(&id).await?;
+        if let Err(e) = self.inner.meta.create_upload(&id, repo).await {
+            let _ = self.inner.blobs.abort_upload(&id).await;
+            return Err(e.into());
+        }
+        Ok(UploadStatus { id, size: 0 })
+    }
+
+    pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadStatus> {
+        self.check_upload(repo, id).await?;
+        let size = self.inner.blobs.upload_size(id).await?;
+        Ok(UploadStatus {
+            id: id.to_owned(),
+            size,
+        })
+    }
+
+    /// Appends a chunk (PATCH). A chunk must start where the upload ends.
+    pub async fn append_chunk(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        info: ChunkInfo,
+        body: Body,
+    ) -> Result<UploadStatus> {
+        self.check_upload(repo, id).await?;
+        let lock = self.upload_lock(id);
+        let mut state = lock.lock().await;
+        let size = self.append_locked(id, &mut state, info, body).await?;
+        Ok(UploadStatus {
+            id: id.to_owned(),
+            size,
+        })
+    }
+
+    /// Finishes an upload (PUT `?digest=`), with an optional last chunk, and links the blob
+    /// into `repo`. The digest must match every byte received.
+    pub async fn finish_upload(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        digest: &Digest,
+        info: ChunkInfo,
+        body: Body,
+    ) -> Result<u64> {
+        self.check_upload(repo, id).await?;
+        let lock = self.upload_lock(id);
+        let mut state = lock.lock().await;
+        let size = self.append_locked(id, &mut state, info, body).await?;
+        let hasher = match digest.algorithm() {
+            Algorithm::Sha256 => self.current_hasher(id, &mut state, size).await?,
+            other => {
+                hash_stream(Hasher::new(other), self.inner.blobs.read_upload(id).await?).await?
+            }
+        };
+        let actual = hasher.finish();
+        if &actual != digest {
+            drop(state);
+            self.cancel_upload(repo, id).await?;
+            return Err(Error::DigestInvalid(format!(
+                "upload received {size} bytes with digest {actual}, not {digest}; the upload was discarded, start again"
+            )));
+        }
+        {
+            let _shared = self.inner.blob_lifecycle.read().await;
+            self.inner.blobs.commit_upload(id, digest).await?;
+            self.inner.meta.link_blob(repo, digest, size).await?;
+        }
+        self.inner.meta.delete_upload(id).await?;
+        drop(state);
+        self.forget_upload(id);
+        debug!(%repo, %digest, size, "blob committed");
+        Ok(size)
+    }
+
+    /// Pushes a whole blob in one request (POST `?digest=`, or the body of a PUT).
+    pub async fn put_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        content_length: Option<u64>,
+        body: Body,
+    ) -> Result<u64> {
+        let status = self.start_upload(repo).await?;
+        let info = ChunkInfo {
+            range: None,
+            content_length,
+        };
+        match self
+            .finish_upload(repo, &status.id, digest, info, body)
+            .await
+        {
+            Ok(size) => Ok(size),
+            Err(e) => {
+                let _ = self.cancel_upload(repo, &status.id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Cancels an upload (DELETE on its URL), discarding its bytes.
+    pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
+        self.check_upload(repo, id).await?;
+        self.inner.blobs.abort_upload(id).await?;
+        self.inner.meta.delete_upload(id).await?;
+        self.forget_upload(id);
+        Ok(())
+    }
+
+    /// Mounts `digest` into `repo` from `from`, or, when `from` is absent, from any repository
+    /// holding it. Returns the blob's size, or `None` if there is nothing to mount (the
+    /// caller then starts an ordinary upload).
+    pub async fn mount_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        from: Option<&RepoName>,
+    ) -> Result<Option<u64>> {
+        let _shared = self.inner.blob_lifecycle.read().await;
+        let size = match from {
+            Some(from) => self.inner.meta.blob_size(from, digest).await?,
+            None => self.inner.meta.blob_size_anywhere(digest).await?,
+        };
+        let Some(size) = size else { return Ok(None) };
+        if self.inner.blobs.stat(digest).await?.is_none() {
+            return Ok(None);
+        }
+        self.inner.meta.link_blob(repo, digest, size).await?;
+        Ok(Some(size))
+    }
+
+    /// Removes uploads untouched for longer than `max_age`, and upload files with no record.
+    pub async fn purge_stale_uploads(&self, max_age: Duration) -> Result<usize> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let cutoff = i64::try_from(now.saturating_sub(max_age.as_secs())).unwrap_or(0);
+        let records = self.inner.meta.list_uploads().await?;
+        let known: std::collections::HashSet<&str> =
+            records.iter().map(|r| r.id.as_str()).collect();
+        let mut purged = 0;
+        for id in self.inner.blobs.list_uploads().await? {
+            if !known.contains(id.as_str())
+                && !self
+                    .inner
+                    .uploads
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains_key(&id)
+            {
+                self.inner.blobs.abort_upload(&id).await?;
+                purged += 1;
+            }
+        }
+        for rec in records.iter().filter(|r| r.started_at < cutoff) {
+            let lock = self.upload_lock(&rec.id);
+            // An upload being written to right now is not stale.
+            let Ok(_busy) = lock.try_lock() else { continue };
+            self.inner.blobs.abort_upload(&rec.id).await?;
+            self.inner.meta.delete_upload(&rec.id).await?;
+            self.forget_upload(&rec.id);
+            purged += 1;
+        }
+        Ok(purged)
+    }
+
+    /// The hash of the first `size` bytes of the upload, rebuilt from storage if needed.
+    async fn current_hasher(&self, id: &str, state: &mut HashState, size: u64) -> Result<Hasher> {
+        match state.hasher.clone() {
+            Some(h) if state.offset == size => Ok(h),
+            _ => {
+                debug!(id, "rebuilding upload hash state from storage");
+                let h = hash_stream(
+                    Hasher::new(Algorithm::Sha256),
+                    self.inner.blobs.read_upload(id).await?,
+                )
+                .await?;
+                state.offset = size;
+                state.hasher = Some(h.clone());
+                Ok(h)
+            }
+        }
+    }
+
+    async fn append_locked(
+        &self,
+        id: &str,
+        state: &mut HashState,
+        info: ChunkInfo,
+        mut body: Body,
+    ) -> Result<u64> {
+        let size = self.inner.blobs.upload_size(id).await?;
+        if let Some(range) = info.range {
+            if range.start != size {
+                return Err(Error::RangeInvalid {
+                    start: range.start,
+                    size,
+                });
+            }
+            if info.content_length.is_some_and(|n| n != range.len()) {
+                return Err(Error::SizeInvalid(format!(
+                    "Content-Range {}-{} is {} bytes but Content-Length is {}",
+                    range.start,
+                    range.end,
+                    range.len(),
+                    info.content_length.unwrap_or_default()
+                )));
+            }
+        }
+        if info.content_length == Some(0) {
+            return Ok(size);
+        }
+        let hasher = self.current_hasher(id, state, size).await?;
+        // From here until success the in-memory hash may run ahead of storage: mark it stale.
+        state.hasher = None;
+        let mut pipe = HashPipe::new(hasher, info.content_length);
+        let mut writer = self.inner.blobs.append(id).await?;
+        let mut received = 0u64;
+        let idle = self.inner.limits.body_idle_timeout;
+        let outcome: Result<()> = async {
+            loop {
+                let next = tokio::time::timeout(idle, body.next())
+                    .await
+                    .map_err(|_| Error::BodyFailed(format!("no data for {}s", idle.as_secs())))?;
+                let Some(chunk) = next else { return Ok(()) };
+                let chunk = chunk.map_err(|e| Error::BodyFailed(e.to_string()))?;
+                received += chunk.len() as u64;
+                pipe.feed(chunk.clone()).await?;
+                writer.write(chunk).await?;
+            }
+        }
+        .await;
+        let new_size = writer.finish().await;
+        let hasher = pipe.finish().await;
+        outcome?;
+        let new_size = new_size?;
+        let hasher = hasher?;
+        if new_size != size + received {
+            warn!(
+                id,
+                size, received, new_size, "upload size disagrees with bytes received"
+            );
+            return Err(Error::Internal(
+                "upload size disagrees with bytes received".into(),
+            ));
+        }
+        let declared = info.range.map(ChunkRange::len).or(info.content_length);
+        if let Some(declared) = declared.filter(|&d| d != received) {
+            return Err(Error::SizeInvalid(format!(
+                "chunk declared {declared} bytes but {received} arrived"
+            )));
+        }
+        state.offset = new_size;
+        state.hasher = Some(hasher);
+        Ok(new_size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_forms() {
+        assert_eq!(
+            ChunkRange::parse("0-9"),
+            Some(ChunkRange { start: 0, end: 9 })
+        );
+        assert_eq!(
+            ChunkRange::parse("bytes=10-19"),
+            Some(ChunkRange { start: 10, end: 19 })
+        );
+        assert_eq!(
+            ChunkRange::parse("bytes 10-19"),
+            Some(ChunkRange { start: 10, end: 19 })
+        );
+        assert_eq!(ChunkRange::parse("9-0"), None);
+        assert_eq!(ChunkRange::parse("a-b"), None);
+        assert_eq!(ChunkRange::parse("5"), None);
+    }
+}

@@ -1,0 +1,229 @@
+//! Server configuration: a YAML file, then environment variables, then command-line flags, each
+//! overriding the one before. Every key has a default, so no file is needed at all.
+//!
+//! ```yaml
+//! listen: 0.0.0.0:5000
+//! root: ./agent-registry-data        # blobs/, uploads/ and registry.db live here
+//! log: { level: info, format: text } # format: text | json
+//! storage: { fsync: true }           # false trades durability on power loss for speed
+//! limits:
+//!   manifest_max_bytes: 4194304
+//!   body_idle_timeout_secs: 60       # an upload body silent this long is abandoned
+//!   request_timeout_secs: 60         # every request that does not stream a body
+//! uploads: { expire_after_hours: 24 }
+//! shutdown_grace_secs: 30            # in-flight requests get this long to finish
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// Environment variables read by [`Config::apply_env`], with the key each overrides.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("AGENT_REGISTRY_LISTEN", "listen"),
+    ("AGENT_REGISTRY_ROOT", "root"),
+    ("AGENT_REGISTRY_LOG_LEVEL", "log.level"),
+    ("AAC_LOG_LEVEL", "log.level"),
+    ("AGENT_REGISTRY_LOG_FORMAT", "log.format"),
+    ("AGENT_REGISTRY_FSYNC", "storage.fsync"),
+];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub root: PathBuf,
+    pub log: LogConfig,
+    pub storage: StorageConfig,
+    pub limits: LimitsConfig,
+    pub uploads: UploadsConfig,
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `debug`, `agent_registry_server=debug,warn`, ...
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub fsync: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub manifest_max_bytes: usize,
+    pub body_idle_timeout_secs: u64,
+    pub request_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UploadsConfig {
+    pub expire_after_hours: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 5000)),
+            root: PathBuf::from("agent-registry-data"),
+            log: LogConfig::default(),
+            storage: StorageConfig { fsync: true },
+            limits: LimitsConfig::default(),
+            uploads: UploadsConfig {
+                expire_after_hours: 24,
+            },
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { fsync: true }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            manifest_max_bytes: 4 << 20,
+            body_idle_timeout_secs: 60,
+            request_timeout_secs: 60,
+        }
+    }
+}
+
+impl Default for UploadsConfig {
+    fn default() -> Self {
+        UploadsConfig {
+            expire_after_hours: 24,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a YAML file; unknown keys are errors, so typos do not pass silently.
+    pub fn from_file(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        Config::from_yaml(&text).with_context(|| format!("in config file {}", path.display()))
+    }
+
+    pub fn from_yaml(text: &str) -> anyhow::Result<Config> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        Ok(serde_yaml_ng::from_str(text)?)
+    }
+
+    /// Applies the variables of [`ENV_VARS`] that `get` finds.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        for (var, _) in ENV_VARS {
+            let Some(value) = get(var) else { continue };
+            let bad = |what: &str| format!("environment variable {var}={value:?} is not {what}");
+            match *var {
+                "AGENT_REGISTRY_LISTEN" => {
+                    self.listen = value
+                        .parse()
+                        .with_context(|| bad("an address like 0.0.0.0:5000"))?
+                }
+                "AGENT_REGISTRY_ROOT" => self.root = PathBuf::from(&value),
+                "AGENT_REGISTRY_LOG_LEVEL" | "AAC_LOG_LEVEL" => self.log.level = value,
+                "AGENT_REGISTRY_LOG_FORMAT" => {
+                    self.log.format = match value.as_str() {
+                        "text" => LogFormat::Text,
+                        "json" => LogFormat::Json,
+                        _ => anyhow::bail!(bad("text or json")),
+                    }
+                }
+                "AGENT_REGISTRY_FSYNC" => {
+                    self.storage.fsync = match value.as_str() {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => anyhow::bail!(bad("true or false")),
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub fn limits(&self) -> agent_registry_registry::Limits {
+        agent_registry_registry::Limits {
+            manifest_max_bytes: self.limits.manifest_max_bytes,
+            body_idle_timeout: Duration::from_secs(self.limits.body_idle_timeout_secs),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_means_defaults() {
+        assert_eq!(Config::from_yaml("").expect("parses"), Config::default());
+    }
+
+    #[test]
+    fn file_sets_keys_and_keeps_other_defaults() {
+        let c = Config::from_yaml("listen: 127.0.0.1:6000\nlimits: {manifest_max_bytes: 10}\n")
+            .expect("parses");
+        assert_eq!(c.listen.port(), 6000);
+        assert_eq!(c.limits.manifest_max_bytes, 10);
+        assert_eq!(c.limits.body_idle_timeout_secs, 60);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = Config::from_yaml("lisen: 1.2.3.4:5\n").expect_err("typo");
+        assert!(format!("{err:#}").contains("lisen"), "{err:#}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut c = Config::default();
+        c.apply_env(|k| match k {
+            "AGENT_REGISTRY_ROOT" => Some("/data".into()),
+            "AAC_LOG_LEVEL" => Some("debug".into()),
+            "AGENT_REGISTRY_FSYNC" => Some("false".into()),
+            _ => None,
+        })
+        .expect("valid");
+        assert_eq!(
+            (c.root.as_path(), c.log.level.as_str(), c.storage.fsync),
+            (Path::new("/data"), "debug", false)
+        );
+        let err = c
+            .apply_env(|k| (k == "AGENT_REGISTRY_LISTEN").then(|| "nope".into()))
+            .expect_err("bad address");
+        assert!(err.to_string().contains("AGENT_REGISTRY_LISTEN"));
+    }
+}

@@ -1,0 +1,124 @@
+//! [`ApiError`]: the one way a handler fails. It renders the spec's error body,
+//! `{"errors":[{"code","message","detail"}]}`, with the status that belongs to the code.
+//! Internal causes are logged here, once, and reach the client only as an opaque 500.
+
+use agent_registry_oci::ErrorCode;
+use agent_registry_registry::Error;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::endpoint::EndpointError;
+
+/// Boxed: errors are rare, and a small `Result` keeps the happy path cheap.
+#[derive(Debug)]
+pub struct ApiError(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    status: StatusCode,
+    code: ErrorCode,
+    message: String,
+    detail: Option<serde_json::Value>,
+    headers: HeaderMap,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    errors: [Entry<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct Entry<'a> {
+    code: ErrorCode,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a serde_json::Value>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError(Box::new(Inner {
+            status: StatusCode::from_u16(code.status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code,
+            message: message.into(),
+            detail: None,
+            headers: HeaderMap::new(),
+        }))
+    }
+
+    pub fn with_status(mut self, status: StatusCode) -> ApiError {
+        self.0.status = status;
+        self
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: impl TryInto<HeaderValue>) -> ApiError {
+        if let Ok(v) = value.try_into() {
+            self.0.headers.insert(name, v);
+        }
+        self
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        if e.is_internal() {
+            tracing::error!(error = %e, "request failed");
+            return ApiError::new(
+                ErrorCode::Unknown,
+                "internal server error; the registry log has the cause",
+            );
+        }
+        let detail = match &e {
+            Error::NameUnknown(name) => Some(serde_json::json!({ "name": name.as_str() })),
+            Error::BlobUnknown { repo, digest } => {
+                Some(serde_json::json!({ "name": repo.as_str(), "digest": digest }))
+            }
+            Error::ManifestUnknown { repo, reference } => {
+                Some(serde_json::json!({ "name": repo.as_str(), "reference": reference }))
+            }
+            Error::TooLarge { limit, .. } => Some(serde_json::json!({ "limit": limit })),
+            Error::RangeInvalid { size, .. } => Some(serde_json::json!({ "size": size })),
+            _ => None,
+        };
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut api = ApiError::new(e.code(), e.to_string()).with_status(status);
+        api.0.detail = detail;
+        api
+    }
+}
+
+impl From<EndpointError> for ApiError {
+    fn from(e: EndpointError) -> ApiError {
+        match e {
+            EndpointError::NotFound(_) => ApiError::new(ErrorCode::Unsupported, e.to_string())
+                .with_status(StatusCode::NOT_FOUND),
+            EndpointError::Name(n) => ApiError::new(ErrorCode::NameInvalid, n.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let this = *self.0;
+        let body = Body {
+            errors: [Entry {
+                code: this.code,
+                message: &this.message,
+                detail: this.detail.as_ref(),
+            }],
+        };
+        let json = serde_json::to_vec(&body).unwrap_or_default();
+        let mut response = (
+            this.status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            json,
+        )
+            .into_response();
+        response.headers_mut().extend(this.headers);
+        response
+    }
+}
+
+pub type ApiResult<T = Response> = Result<T, ApiError>;

@@ -1,0 +1,105 @@
+//! `GET`/`HEAD`/`PUT`/`DELETE /v2/<name>/manifests/<reference>`.
+
+use agent_registry_oci::{Reference, RepoName};
+use agent_registry_registry::{Error, Registry};
+use axum::body::Body;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+
+use super::distribution::{Request, empty};
+use super::{content_length, header_str};
+use crate::endpoint;
+use crate::error::ApiResult;
+
+fn set(response: &mut Response, name: impl header::IntoHeaderName, value: String) {
+    if let Ok(v) = HeaderValue::try_from(value) {
+        response.headers_mut().insert(name, v);
+    }
+}
+
+pub async fn get(
+    registry: &Registry,
+    name: &RepoName,
+    reference: &str,
+    req: &Request,
+) -> ApiResult {
+    let reference = endpoint::reference(reference)?;
+    let manifest = registry.manifest(name, &reference).await?;
+    let len = manifest.content.len();
+    let mut response = if req.method == Method::HEAD {
+        Response::new(Body::empty())
+    } else {
+        Response::new(Body::from(manifest.content))
+    };
+    set(&mut response, header::CONTENT_TYPE, manifest.media_type);
+    set(&mut response, header::CONTENT_LENGTH, len.to_string());
+    set(
+        &mut response,
+        header::ETAG,
+        format!("\"{}\"", manifest.digest),
+    );
+    set(
+        &mut response,
+        "docker-content-digest",
+        manifest.digest.to_string(),
+    );
+    Ok(response)
+}
+
+pub async fn put(
+    registry: &Registry,
+    name: &RepoName,
+    reference: &str,
+    req: &Request,
+    body: Body,
+) -> ApiResult {
+    let reference = endpoint::reference(reference)?;
+    let limit = registry.limits().manifest_max_bytes;
+    let too_large = || Error::TooLarge {
+        what: "manifest",
+        limit,
+    };
+    if content_length(&req.headers).is_some_and(|n| n > limit as u64) {
+        return Err(too_large().into());
+    }
+    let content_type = header_str(&req.headers, "content-type").map(str::to_owned);
+    let body = http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_large()
+            } else {
+                Error::ManifestInvalid(format!("reading the manifest body failed: {e}"))
+            }
+        })?
+        .to_bytes();
+    let stored = registry
+        .put_manifest(name, &reference, content_type.as_deref(), body)
+        .await?;
+    let mut response = empty(StatusCode::CREATED);
+    set(
+        &mut response,
+        header::LOCATION,
+        format!("/v2/{name}/manifests/{}", stored.digest),
+    );
+    set(
+        &mut response,
+        "docker-content-digest",
+        stored.digest.to_string(),
+    );
+    if let Some(subject) = stored.subject {
+        set(&mut response, "oci-subject", subject.to_string());
+    }
+    if let Reference::Tag(_) = reference {
+        tracing::debug!(%name, %reference, digest = %stored.digest, "tag moved");
+    }
+    Ok(response)
+}
+
+pub async fn delete(registry: &Registry, name: &RepoName, reference: &str) -> ApiResult {
+    let reference = endpoint::reference(reference)?;
+    registry.delete_manifest(name, &reference).await?;
+    Ok(empty(StatusCode::ACCEPTED).into_response())
+}
