@@ -87,12 +87,13 @@ impl Registry {
         }
     }
 
-    /// Opens a new upload session in `repo`.
+    /// Opens a new upload session in `repo`. The record comes before the bytes, so an upload
+    /// file without a record is always an orphan (see [`Registry::purge_stale_uploads`]).
     pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadStatus> {
         let id = uuid::Uuid::new_v4().to_string();
-        self.inner.blobs.begin_upload(&id).await?;
-        if let Err(e) = self.inner.meta.create_upload(&id, repo).await {
-            let _ = self.inner.blobs.abort_upload(&id).await;
+        self.inner.meta.create_upload(&id, repo).await?;
+        if let Err(e) = self.inner.blobs.begin_upload(&id).await {
+            let _ = self.inner.meta.delete_upload(&id).await;
             return Err(e.into());
         }
         Ok(UploadStatus { id, size: 0 })
@@ -227,22 +228,16 @@ impl Registry {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let cutoff = i64::try_from(now.saturating_sub(max_age.as_secs())).unwrap_or(0);
+        // Files first, then records: a record always exists before its file, so a file
+        // listed here without a record below is truly orphaned.
+        let files = self.inner.blobs.list_uploads().await?;
         let records = self.inner.meta.list_uploads().await?;
         let known: std::collections::HashSet<&str> =
             records.iter().map(|r| r.id.as_str()).collect();
         let mut purged = 0;
-        for id in self.inner.blobs.list_uploads().await? {
-            if !known.contains(id.as_str())
-                && !self
-                    .inner
-                    .uploads
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .contains_key(&id)
-            {
-                self.inner.blobs.abort_upload(&id).await?;
-                purged += 1;
-            }
+        for id in files.iter().filter(|id| !known.contains(id.as_str())) {
+            self.inner.blobs.abort_upload(id).await?;
+            purged += 1;
         }
         for rec in records.iter().filter(|r| r.started_at < cutoff) {
             let lock = self.upload_lock(&rec.id);

@@ -88,7 +88,8 @@ pub async fn run(
 /// Every hour, drops uploads nobody has finished within `expire_after_hours`.
 async fn purge_stale_uploads(registry: Registry, expire_after_hours: u64) {
     let max_age = Duration::from_secs(expire_after_hours.saturating_mul(3600));
-    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    let period = Duration::from_secs(3600);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         tick.tick().await;
         match registry.purge_stale_uploads(max_age).await {

@@ -1,1 +1,14 @@
+//! Integration tests: the real server, started in-process on a loopback port with a temporary
+//! root, driven over HTTP. `interop` drives real clients (docker, skopeo, podman, umoci, oras)
+//! against it and against the reference registry; those need the tools `scripts/test`
+//! installs, so they are `#[ignore]`d in a plain `cargo test` and run by that script.
 
+mod support;
+
+mod base;
+mod blobs;
+mod interop;
+mod listing;
+mod manifests;
+mod referrers;
+mod uploads;

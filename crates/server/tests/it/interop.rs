@@ -1,0 +1,1 @@
+//! Interop tests: see below.

@@ -1,0 +1,216 @@
+//! The shared test harness: [`TestRegistry`] starts the real server and stops it; helpers push
+//! blobs and manifests and check error bodies.
+
+use std::path::{Path, PathBuf};
+
+use agent_registry_oci::{Algorithm, Digest};
+use agent_registry_server::{AppState, Config};
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// A running registry on 127.0.0.1:<random port> over a temporary directory.
+pub struct TestRegistry {
+    pub url: String,
+    pub http: reqwest::Client,
+    root: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestRegistry {
+    pub async fn start() -> TestRegistry {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with a configuration adjusted by `tweak`.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestRegistry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_owned();
+        let mut r = Self::serve(&root, tweak).await;
+        r._dir = Some(dir);
+        r
+    }
+
+    async fn serve(root: &Path, tweak: impl FnOnce(&mut Config)) -> TestRegistry {
+        let mut config = Config {
+            root: root.to_owned(),
+            ..Config::default()
+        };
+        config.storage.fsync = false;
+        config.shutdown_grace_secs = 5;
+        tweak(&mut config);
+        let state = AppState::open(config).expect("open stores");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(agent_registry_server::run(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        TestRegistry {
+            url,
+            http: reqwest::Client::new(),
+            root: root.to_owned(),
+            _dir: None,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// The `host:port` docker-style clients want.
+    pub fn host(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
+    /// Stops the server gracefully and starts a new one over the same storage.
+    pub async fn restart(mut self) -> TestRegistry {
+        self.shutdown().await;
+        let mut next = Self::serve(&self.root, |_| {}).await;
+        next._dir = self._dir.take();
+        next
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+    }
+
+    pub fn v2(&self, path: &str) -> String {
+        format!("{}/v2/{path}", self.url)
+    }
+
+    /// Pushes `data` as a blob of `repo` in one request; returns its digest.
+    pub async fn push_blob(&self, repo: &str, data: &[u8]) -> Digest {
+        let digest = sha256(data);
+        let r = self
+            .http
+            .post(self.v2(&format!("{repo}/blobs/uploads/?digest={digest}")))
+            .body(data.to_vec())
+            .send()
+            .await
+            .expect("push blob");
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "push blob: {}",
+            r.text().await.unwrap_or_default()
+        );
+        digest
+    }
+
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Response {
+        self.http
+            .put(self.v2(&format!("{repo}/manifests/{reference}")))
+            .header("content-type", media_type)
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("put manifest")
+    }
+
+    /// Pushes a config and one layer, then an OCI image manifest tagged `tag`; returns the
+    /// manifest's bytes and digest.
+    pub async fn push_image(&self, repo: &str, tag: &str, layer: &[u8]) -> (Vec<u8>, Digest) {
+        let config = self
+            .push_blob(repo, br#"{"architecture":"amd64","os":"linux"}"#)
+            .await;
+        let layer_digest = self.push_blob(repo, layer).await;
+        let manifest = image_manifest(&config, 38, &[(&layer_digest, layer.len())], None);
+        let r = self.put_manifest(repo, tag, OCI_MANIFEST, &manifest).await;
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "push manifest: {}",
+            r.text().await.unwrap_or_default()
+        );
+        let digest = sha256(&manifest);
+        (manifest, digest)
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn sha256(data: &[u8]) -> Digest {
+    Digest::of(Algorithm::Sha256, data)
+}
+
+/// An OCI image manifest with the given config and layers, and an optional subject.
+pub fn image_manifest(
+    config: &Digest,
+    config_size: usize,
+    layers: &[(&Digest, usize)],
+    subject: Option<(&Digest, usize)>,
+) -> Vec<u8> {
+    let mut m = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.to_string(), "size": config_size},
+        "layers": layers.iter().map(|(d, n)| json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d.to_string(), "size": n
+        })).collect::<Vec<_>>(),
+    });
+    if let Some((d, n)) = subject {
+        m["subject"] = json!({"mediaType": OCI_MANIFEST, "digest": d.to_string(), "size": n});
+    }
+    serde_json::to_vec(&m).expect("json")
+}
+
+/// Asserts `r` is an error with `status` and the spec's body shape with `code`; returns the
+/// message.
+pub async fn assert_error(r: Response, status: StatusCode, code: &str) -> String {
+    assert_eq!(r.status(), status, "status for expected {code}");
+    assert_eq!(
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/json"),
+        "error bodies are JSON"
+    );
+    let body: Value = r.json().await.expect("error body is JSON");
+    let errors = body["errors"].as_array().expect("errors array");
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(errors[0]["code"], code, "{body}");
+    let message = errors[0]["message"]
+        .as_str()
+        .expect("message string")
+        .to_owned();
+    assert!(!message.is_empty());
+    for key in errors[0].as_object().expect("object").keys() {
+        assert!(
+            ["code", "message", "detail"].contains(&key.as_str()),
+            "unexpected key {key} in {body}"
+        );
+    }
+    message
+}
+
+pub fn header<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+    r.headers().get(name).and_then(|v| v.to_str().ok())
+}
