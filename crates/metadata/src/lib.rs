@@ -131,6 +131,15 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn create_upload(&self, id: &str, repo: &RepoName) -> Result<()>;
     async fn upload(&self, id: &str) -> Result<Option<UploadRecord>>;
     async fn delete_upload(&self, id: &str) -> Result<()>;
+    /// Links a finished upload's blob into `repo` and drops the upload's record, in one
+    /// durable transaction.
+    async fn finish_upload(
+        &self,
+        id: &str,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()>;
     async fn list_uploads(&self) -> Result<Vec<UploadRecord>>;
 
     /// Stores a manifest, its references and its tag in one transaction, after checking that
@@ -146,6 +155,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
     /// Returns whether the tag existed.
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool>;
+    /// A number that changes whenever any tag of `repo` is added, moved or removed (on every
+    /// node sharing the database); `None` if the repository does not exist.
+    async fn tags_version(&self, repo: &RepoName) -> Result<Option<i64>>;
     /// Tags after `last`, at most `n`; `None` if the repository does not exist.
     async fn list_tags(
         &self,

@@ -20,8 +20,10 @@ use crate::{
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE repositories (
-    name       TEXT PRIMARY KEY,
-    created_at INTEGER NOT NULL
+    name         TEXT PRIMARY KEY,
+    created_at   INTEGER NOT NULL,
+    -- Bumped by the triggers below on every tag change, so readers can cache tag lists.
+    tags_version INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE blobs (
     digest     TEXT PRIMARY KEY,
@@ -66,6 +68,15 @@ CREATE TABLE tags (
     FOREIGN KEY (repo, digest) REFERENCES manifests(repo, digest) ON DELETE CASCADE
 ) WITHOUT ROWID;
 CREATE INDEX tags_digest ON tags(repo, digest);
+CREATE TRIGGER tags_inserted AFTER INSERT ON tags BEGIN
+    UPDATE repositories SET tags_version = tags_version + 1 WHERE name = NEW.repo;
+END;
+CREATE TRIGGER tags_updated AFTER UPDATE ON tags BEGIN
+    UPDATE repositories SET tags_version = tags_version + 1 WHERE name = NEW.repo;
+END;
+CREATE TRIGGER tags_deleted AFTER DELETE ON tags BEGIN
+    UPDATE repositories SET tags_version = tags_version + 1 WHERE name = OLD.repo;
+END;
 CREATE TABLE uploads (
     id         TEXT PRIMARY KEY,
     repo       TEXT NOT NULL,
@@ -73,12 +84,13 @@ CREATE TABLE uploads (
 ) WITHOUT ROWID;
 "#];
 
-const READERS: usize = 4;
+/// Readers kept open; reads run on the async workers, so few are ever in use at once.
+const READERS: usize = 8;
 
 pub struct SqliteStore {
     path: PathBuf,
     durable: bool,
-    writer: Arc<Mutex<Connection>>,
+    writer: Arc<Mutex<Writer>>,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -123,7 +135,10 @@ impl SqliteStore {
         Ok(SqliteStore {
             path,
             durable,
-            writer: Arc::new(Mutex::new(writer)),
+            writer: Arc::new(Mutex::new(Writer {
+                conn: writer,
+                full_sync: durable,
+            })),
             readers: Mutex::new(Vec::new()),
         })
     }
@@ -138,27 +153,19 @@ impl SqliteStore {
         Ok(conn)
     }
 
-    async fn read<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
-    {
-        let conn = self
+    /// Runs a read on the calling thread. Point reads from the page cache take microseconds,
+    /// far less than a hand-off to a blocking thread; WAL readers never wait for the writer.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let pooled = self
             .readers
             .lock()
             .map_err(|_| MetadataError::backend("taking a reader", "pool poisoned"))?
             .pop();
-        let (path, durable) = (self.path.clone(), self.durable);
-        let (conn, result) = tokio::task::spawn_blocking(move || {
-            let conn = match conn {
-                Some(c) => c,
-                None => Self::connect(&path, durable)?,
-            };
-            let result = f(&conn);
-            Ok::<_, MetadataError>((conn, result))
-        })
-        .await
-        .map_err(|e| MetadataError::backend("running a query", e))??;
+        let conn = match pooled {
+            Some(c) => c,
+            None => Self::connect(&self.path, self.durable)?,
+        };
+        let result = f(&conn);
         if let Ok(mut pool) = self.readers.lock()
             && pool.len() < READERS
         {
@@ -167,17 +174,29 @@ impl SqliteStore {
         result
     }
 
-    async fn write<T, F>(&self, f: F) -> Result<T>
+    /// Runs `f` in a write transaction on a blocking thread. A `durable` commit is synced to
+    /// disk before it returns (if the store was opened durable); others (upload bookkeeping,
+    /// which a client can redo) are synced by the next durable commit, as WAL orders them.
+    async fn write<T, F>(&self, durable: bool, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
     {
         let writer = self.writer.clone();
+        let want_full = durable && self.durable;
         tokio::task::spawn_blocking(move || {
-            let mut conn = writer
+            let mut w = writer
                 .lock()
                 .map_err(|_| MetadataError::backend("taking the writer", "lock poisoned"))?;
-            let tx = conn
+            if w.full_sync != want_full {
+                let mode = if want_full { "FULL" } else { "NORMAL" };
+                w.conn
+                    .execute_batch(&format!("PRAGMA synchronous={mode}"))
+                    .map_err(db_err("setting durability"))?;
+                w.full_sync = want_full;
+            }
+            let tx = w
+                .conn
                 .transaction()
                 .map_err(db_err("starting a transaction"))?;
             let out = f(&tx)?;
@@ -187,6 +206,12 @@ impl SqliteStore {
         .await
         .map_err(|e| MetadataError::backend("running a transaction", e))?
     }
+}
+
+/// The one writer connection and the `synchronous` mode it is in.
+struct Writer {
+    conn: Connection,
+    full_sync: bool,
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
@@ -212,6 +237,21 @@ fn ensure_repo(tx: &rusqlite::Transaction<'_>, repo: &RepoName) -> Result<()> {
     Ok(())
 }
 
+fn link(tx: &rusqlite::Transaction<'_>, repo: &RepoName, digest: &str, size: u64) -> Result<()> {
+    ensure_repo(tx, repo)?;
+    tx.execute(
+        "INSERT INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (digest) DO NOTHING",
+        params![digest, size as i64, now()],
+    )
+    .map_err(db_err("recording a blob"))?;
+    tx.execute(
+        "INSERT OR IGNORE INTO repo_blobs (repo, digest) VALUES (?1, ?2)",
+        params![repo.as_str(), digest],
+    )
+    .map_err(db_err("linking a blob"))?;
+    Ok(())
+}
+
 fn page(mut items: Vec<String>, n: usize) -> Page {
     let more = items.len() > n;
     items.truncate(n);
@@ -227,7 +267,7 @@ fn limit(n: usize) -> i64 {
 impl MetadataStore for SqliteStore {
     async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
         let (repo, digest) = (repo.to_string(), digest.to_string());
-        self.read(move |c| {
+        self.read(|c| {
             c.prepare_cached(
                 "SELECT b.size FROM repo_blobs r JOIN blobs b ON b.digest = r.digest WHERE r.repo = ?1 AND r.digest = ?2",
             )
@@ -235,42 +275,27 @@ impl MetadataStore for SqliteStore {
             .map(|o| o.map(|s| s as u64))
             .map_err(db_err("looking up a blob"))
         })
-        .await
     }
 
     async fn blob_size_anywhere(&self, digest: &Digest) -> Result<Option<u64>> {
         let digest = digest.to_string();
-        self.read(move |c| {
+        self.read(|c| {
             c.prepare_cached("SELECT size FROM blobs WHERE digest = ?1 AND EXISTS (SELECT 1 FROM repo_blobs WHERE digest = ?1)")
                 .and_then(|mut s| s.query_row(params![digest], |r| r.get::<_, i64>(0)).optional())
                 .map(|o| o.map(|s| s as u64))
                 .map_err(db_err("looking up a blob"))
         })
-        .await
     }
 
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
         let (repo, digest) = (repo.clone(), digest.to_string());
-        self.write(move |tx| {
-            ensure_repo(tx, &repo)?;
-            tx.execute(
-                "INSERT INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (digest) DO NOTHING",
-                params![digest, size as i64, now()],
-            )
-            .map_err(db_err("recording a blob"))?;
-            tx.execute(
-                "INSERT OR IGNORE INTO repo_blobs (repo, digest) VALUES (?1, ?2)",
-                params![repo.as_str(), digest],
-            )
-            .map_err(db_err("linking a blob"))?;
-            Ok(())
-        })
-        .await
+        self.write(true, move |tx| link(tx, &repo, &digest, size))
+            .await
     }
 
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         let (repo, digest) = (repo.clone(), digest.clone());
-        self.write(move |tx| {
+        self.write(true, move |tx| {
             let by: Option<String> = tx
                 .query_row(
                     "SELECT digest FROM manifest_refs WHERE repo = ?1 AND child = ?2 AND kind = 0 LIMIT 1",
@@ -295,7 +320,7 @@ impl MetadataStore for SqliteStore {
 
     async fn blob_linked_anywhere(&self, digest: &Digest) -> Result<bool> {
         let digest = digest.to_string();
-        self.read(move |c| {
+        self.read(|c| {
             c.query_row(
                 "SELECT EXISTS (SELECT 1 FROM repo_blobs WHERE digest = ?1)",
                 params![digest],
@@ -303,12 +328,11 @@ impl MetadataStore for SqliteStore {
             )
             .map_err(db_err("looking up blob links"))
         })
-        .await
     }
 
     async fn create_upload(&self, id: &str, repo: &RepoName) -> Result<()> {
         let (id, repo) = (id.to_owned(), repo.clone());
-        self.write(move |tx| {
+        self.write(false, move |tx| {
             tx.execute(
                 "INSERT INTO uploads (id, repo, started_at) VALUES (?1, ?2, ?3)",
                 params![id, repo.as_str(), now()],
@@ -321,7 +345,7 @@ impl MetadataStore for SqliteStore {
 
     async fn upload(&self, id: &str) -> Result<Option<UploadRecord>> {
         let id = id.to_owned();
-        self.read(move |c| {
+        self.read(|c| {
             c.prepare_cached("SELECT id, repo, started_at FROM uploads WHERE id = ?1")
                 .and_then(|mut s| {
                     s.query_row(params![id], |r| {
@@ -335,12 +359,28 @@ impl MetadataStore for SqliteStore {
                 })
                 .map_err(db_err("looking up an upload"))
         })
-        .await
     }
 
     async fn delete_upload(&self, id: &str) -> Result<()> {
         let id = id.to_owned();
-        self.write(move |tx| {
+        self.write(false, move |tx| {
+            tx.execute("DELETE FROM uploads WHERE id = ?1", params![id])
+                .map_err(db_err("removing an upload"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn finish_upload(
+        &self,
+        id: &str,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
+        let (id, repo, digest) = (id.to_owned(), repo.clone(), digest.to_string());
+        self.write(true, move |tx| {
+            link(tx, &repo, &digest, size)?;
             tx.execute("DELETE FROM uploads WHERE id = ?1", params![id])
                 .map_err(db_err("removing an upload"))?;
             Ok(())
@@ -365,11 +405,10 @@ impl MetadataStore for SqliteStore {
                 .map_err(db_err("listing uploads"))?;
             Ok(rows)
         })
-        .await
     }
 
     async fn put_manifest(&self, m: NewManifest) -> Result<()> {
-        self.write(move |tx| {
+        self.write(true, move |tx| {
             let repo = m.repo.as_str();
             ensure_repo(tx, &m.repo)?;
             {
@@ -439,7 +478,7 @@ impl MetadataStore for SqliteStore {
     ) -> Result<Option<StoredManifest>> {
         let repo = repo.to_string();
         let reference = reference.clone();
-        self.read(move |c| {
+        self.read(|c| {
             let row = |r: &rusqlite::Row<'_>| {
                 Ok(StoredManifest {
                     digest: parse_digest(r.get(0)?)?,
@@ -460,12 +499,11 @@ impl MetadataStore for SqliteStore {
             }
             .map_err(db_err("looking up a manifest"))
         })
-        .await
     }
 
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         let (repo, digest) = (repo.clone(), digest.clone());
-        self.write(move |tx| {
+        self.write(true, move |tx| {
             let by: Option<String> = tx
                 .query_row(
                     "SELECT digest FROM manifest_refs WHERE repo = ?1 AND child = ?2 AND kind = 1 LIMIT 1",
@@ -487,7 +525,7 @@ impl MetadataStore for SqliteStore {
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
         let (repo, tag) = (repo.to_string(), tag.to_string());
-        self.write(move |tx| {
+        self.write(true, move |tx| {
             let n = tx
                 .execute(
                     "DELETE FROM tags WHERE repo = ?1 AND name = ?2",
@@ -499,6 +537,14 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
+    async fn tags_version(&self, repo: &RepoName) -> Result<Option<i64>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT tags_version FROM repositories WHERE name = ?1")
+                .and_then(|mut s| s.query_row(params![repo.as_str()], |r| r.get(0)).optional())
+                .map_err(db_err("reading the tags version"))
+        })
+    }
+
     async fn list_tags(
         &self,
         repo: &RepoName,
@@ -506,7 +552,7 @@ impl MetadataStore for SqliteStore {
         n: usize,
     ) -> Result<Option<Page>> {
         let (repo, last) = (repo.to_string(), last.unwrap_or("").to_owned());
-        self.read(move |c| {
+        self.read(|c| {
             let exists: bool = c
                 .prepare_cached("SELECT EXISTS (SELECT 1 FROM repositories WHERE name = ?1)")
                 .and_then(|mut s| s.query_row(params![repo], |r| r.get(0)))
@@ -525,12 +571,11 @@ impl MetadataStore for SqliteStore {
                 .map_err(db_err("listing tags"))?;
             Ok(Some(page(items, n)))
         })
-        .await
     }
 
     async fn list_repositories(&self, last: Option<&str>, n: usize) -> Result<Page> {
         let last = last.unwrap_or("").to_owned();
-        self.read(move |c| {
+        self.read(|c| {
             let items = c
                 .prepare_cached(
                     "SELECT name FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2",
@@ -542,7 +587,6 @@ impl MetadataStore for SqliteStore {
                 .map_err(db_err("listing repositories"))?;
             Ok(page(items, n))
         })
-        .await
     }
 
     async fn referrers(
@@ -556,7 +600,7 @@ impl MetadataStore for SqliteStore {
             subject.to_string(),
             artifact_type.map(str::to_owned),
         );
-        self.read(move |c| {
+        self.read(|c| {
             let mut s = c
                 .prepare_cached(
                     "SELECT digest, media_type, size, artifact_type, annotations FROM manifests
@@ -578,7 +622,6 @@ impl MetadataStore for SqliteStore {
                 .map_err(db_err("listing referrers"))?;
             Ok(rows)
         })
-        .await
     }
 }
 

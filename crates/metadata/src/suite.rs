@@ -266,4 +266,20 @@ async fn uploads_are_recorded(store: &dyn MetadataStore) {
     assert_eq!(store.list_uploads().await.expect("list").len(), 1);
     store.delete_upload("id-1").await.expect("delete");
     assert!(store.upload("id-1").await.expect("get").is_none());
+
+    let r2 = repo("up/finished");
+    store.create_upload("id-2", &r2).await.expect("create");
+    store
+        .finish_upload("id-2", &r2, &d("finished"), 8)
+        .await
+        .expect("finish");
+    assert!(
+        store.upload("id-2").await.expect("get").is_none(),
+        "record gone"
+    );
+    assert_eq!(
+        store.blob_size(&r2, &d("finished")).await.expect("size"),
+        Some(8),
+        "blob linked"
+    );
 }

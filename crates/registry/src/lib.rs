@@ -60,6 +60,7 @@ struct Inner {
     /// Commits and mounts hold this shared; deleting a blob's bytes holds it exclusively, so
     /// bytes are never removed between a commit's rename and its link (invariant 3).
     blob_lifecycle: tokio::sync::RwLock<()>,
+    tags_cache: listing::TagsCache,
 }
 
 impl std::fmt::Debug for Registry {
@@ -83,6 +84,7 @@ impl Registry {
                 limits,
                 uploads: Mutex::new(HashMap::new()),
                 blob_lifecycle: tokio::sync::RwLock::new(()),
+                tags_cache: listing::TagsCache::default(),
             }),
         }
     }

@@ -157,9 +157,11 @@ impl Registry {
         {
             let _shared = self.inner.blob_lifecycle.read().await;
             self.inner.blobs.commit_upload(id, digest).await?;
-            self.inner.meta.link_blob(repo, digest, size).await?;
+            self.inner
+                .meta
+                .finish_upload(id, repo, digest, size)
+                .await?;
         }
-        self.inner.meta.delete_upload(id).await?;
         drop(state);
         self.forget_upload(id);
         debug!(%repo, %digest, size, "blob committed");

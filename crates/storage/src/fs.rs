@@ -1,25 +1,27 @@
 //! The filesystem backend: the embedded default.
 //!
 //! Writes go through one blocking thread per upload writer so the async runtime never waits on
-//! the disk; reads are `pread`s into 1 MiB buffers on a blocking thread, so a GET holds a
-//! bounded amount of memory however large the blob. With `fsync` on (the default), a commit
+//! the disk; reads map the blob a window at a time on a blocking thread, so a GET touches a
+//! bounded amount of memory however large the blob, and bytes go to the socket with one copy. With `fsync` on (the default), a commit
 //! syncs the upload file before the rename and the directory after it, so a blob that is
 //! visible is durable.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use agent_registry_oci::Digest;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::{BlobStore, ByteStream, Result, StorageError, UploadWriter};
 
-const READ_BUFFER: usize = 1 << 20;
+/// Bytes mapped at a time for a download.
+const WINDOW: usize = 4 << 20;
+/// Windows mapped ahead of the socket per download.
+const READ_AHEAD: usize = 2;
 /// How much an upload writer lets pile up in the page cache before syncing it, when fsync is
 /// on, so the final sync at commit has little left to do.
 const SYNC_EVERY: u64 = 32 << 20;
@@ -193,27 +195,17 @@ impl BlobStore for FsBlobStore {
     }
 }
 
-/// Streams `range` of `file` from a blocking thread, in buffers of at most [`READ_BUFFER`].
+/// Streams `range` of `file`: a blocking thread maps it a window at a time, faulting the
+/// pages in there (so the async workers never wait on the disk), and the socket writes go
+/// straight from the page cache. Memory held per download is bounded by [`READ_AHEAD`] windows.
 fn stream_file(file: File, range: Range<u64>) -> ByteStream {
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(2);
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(READ_AHEAD);
     tokio::task::spawn_blocking(move || {
         let mut pos = range.start;
         while pos < range.end {
-            let want = usize::try_from(range.end - pos).map_or(READ_BUFFER, |r| r.min(READ_BUFFER));
-            let mut buf = BytesMut::zeroed(want);
-            let item = match file.read_at(&mut buf, pos) {
-                Ok(0) => Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "blob is shorter than expected",
-                )),
-                Ok(n) => {
-                    pos += n as u64;
-                    buf.truncate(n);
-                    Ok(buf.freeze())
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => Err(e),
-            };
+            let len = usize::try_from(range.end - pos).map_or(WINDOW, |r| r.min(WINDOW));
+            let item = map_window(&file, pos, len);
+            pos += len as u64;
             let failed = item.is_err();
             // The receiver is gone when the client hung up: stop reading.
             if tx.blocking_send(item).is_err() || failed {
@@ -224,6 +216,28 @@ fn stream_file(file: File, range: Range<u64>) -> ByteStream {
     Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     }))
+}
+
+#[allow(unsafe_code)]
+fn map_window(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
+    if file.metadata()?.len() < offset + len as u64 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "blob is shorter than expected",
+        ));
+    }
+    // SAFETY: committed blobs are immutable. A blob file is only ever created whole under a
+    // temporary name and renamed into place; nothing writes to or truncates it afterwards, and
+    // deleting it unlinks the name while the inode (and this mapping) stays valid. So the
+    // mapped bytes cannot change or vanish while the mapping lives.
+    let map = unsafe {
+        memmap2::MmapOptions::new()
+            .offset(offset)
+            .len(len)
+            .populate()
+            .map(file)?
+    };
+    Ok(Bytes::from_owner(map))
 }
 
 /// Appends chunks on a blocking thread, so hashing (on the caller's side) and disk writes overlap.

@@ -164,3 +164,41 @@ async fn catalog_lists_repositories_in_order_with_paging() {
         json!(["zeta"])
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tags_list_reflects_every_change_at_once() {
+    let reg = TestRegistry::start().await;
+    let list = || async {
+        let r = reg
+            .http
+            .get(reg.v2("list/fresh/tags/list"))
+            .send()
+            .await
+            .expect("get");
+        r.json::<Value>().await.expect("json")["tags"].clone()
+    };
+    tag_all(&reg, "list/fresh", &["a"]).await;
+    assert_eq!(list().await, json!(["a"]));
+    let (_, digest) = reg.push_image("list/fresh", "b", b"layer").await;
+    assert_eq!(list().await, json!(["a", "b"]), "a new tag shows");
+    let r = reg
+        .http
+        .delete(reg.v2("list/fresh/manifests/a"))
+        .send()
+        .await
+        .expect("delete tag");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(list().await, json!(["b"]), "a deleted tag goes");
+    let r = reg
+        .http
+        .delete(reg.v2(&format!("list/fresh/manifests/{digest}")))
+        .send()
+        .await
+        .expect("delete manifest");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        list().await,
+        json!([]),
+        "tags deleted with their manifest go"
+    );
+}
