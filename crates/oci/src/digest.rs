@@ -233,3 +233,24 @@ mod tests {
         assert_eq!(h.finish(), Digest::of(Algorithm::Sha256, &data));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics(s in ".{0,200}") {
+            let _ = s.parse::<Digest>();
+        }
+
+        #[test]
+        fn every_computed_digest_parses_back(data in proptest::collection::vec(any::<u8>(), 0..512), wide in any::<bool>()) {
+            let alg = if wide { Algorithm::Sha512 } else { Algorithm::Sha256 };
+            let d = Digest::of(alg, &data);
+            prop_assert_eq!(d.to_string().parse::<Digest>(), Ok(d));
+        }
+    }
+}

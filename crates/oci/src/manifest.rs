@@ -287,3 +287,23 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn parsing_arbitrary_bytes_never_panics(body in proptest::collection::vec(any::<u8>(), 0..512), ct in prop::option::of("[a-z./+;= -]{0,80}")) {
+            let _ = Manifest::parse(ct.as_deref(), &body);
+        }
+
+        #[test]
+        fn parsing_json_shaped_input_never_panics(body in r#"\{("(schemaVersion|mediaType|config|layers|manifests|subject|digest|size)":("[a-z0-9:.+/]{0,70}"|[0-9]{1,3}|\[\]|\{\}|null),?){0,8}\}"#) {
+            let _ = Manifest::parse(None, body.as_bytes());
+            let _ = Manifest::parse(Some(media::OCI_INDEX), body.as_bytes());
+        }
+    }
+}

@@ -204,3 +204,29 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics(s in ".{0,300}") {
+            let _ = s.parse::<RepoName>();
+            let _ = s.parse::<Tag>();
+            let _ = s.parse::<Reference>();
+        }
+
+        #[test]
+        fn names_from_the_grammar_are_accepted(s in "[a-z0-9]{1,8}((\\.|_|__|-{1,3})[a-z0-9]{1,8}){0,2}(/[a-z0-9]{1,8}((\\.|_|__|-{1,3})[a-z0-9]{1,8}){0,2}){0,4}") {
+            prop_assert_eq!(s.parse::<RepoName>().map(|n| n.to_string()), Ok(s));
+        }
+
+        #[test]
+        fn tags_from_the_grammar_are_accepted(s in "[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}") {
+            prop_assert_eq!(s.parse::<Tag>().map(|t| t.to_string()), Ok(s));
+        }
+    }
+}

@@ -368,3 +368,25 @@ mod tests {
         assert_eq!(ChunkRange::parse("5"), None);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn content_range_parsing_never_panics(s in ".{0,60}") {
+            let _ = ChunkRange::parse(&s);
+        }
+
+        #[test]
+        fn well_formed_ranges_parse(start in 0u64..u64::MAX / 2, len in 1u64..1 << 40) {
+            let end = start + len - 1;
+            let parsed = ChunkRange::parse(&format!("{start}-{end}"));
+            prop_assert_eq!(parsed, Some(ChunkRange { start, end }));
+            prop_assert_eq!(parsed.map(ChunkRange::len), Some(len));
+        }
+    }
+}

@@ -179,3 +179,27 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn parsing_any_path_never_panics(path in "[a-z0-9/._:-]{0,120}|.{0,120}") {
+            let _ = Endpoint::parse(&path);
+        }
+
+        #[test]
+        fn manifest_paths_keep_their_name_whatever_words_it_holds(
+            parts in proptest::collection::vec("(blobs|uploads|manifests|tags|list|referrers|[a-z0-9]{1,6})", 1..6),
+            reference in "[a-zA-Z0-9_][a-zA-Z0-9._-]{0,20}",
+        ) {
+            let name = parts.join("/");
+            let parsed = Endpoint::parse(&format!("{name}/manifests/{reference}"));
+            prop_assert_eq!(parsed, Ok(Endpoint::Manifest { name: name.parse().expect("valid"), reference }));
+        }
+    }
+}

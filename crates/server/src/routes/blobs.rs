@@ -128,3 +128,19 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::byte_range;
+
+    proptest! {
+        #[test]
+        fn any_range_header_yields_a_range_inside_the_blob_or_none(value in "(bytes=)?[0-9-, ]{0,30}|.{0,40}", size in 0u64..1 << 40) {
+            if let Some(r) = byte_range(&value, size) {
+                prop_assert!(r.start < r.end && r.end <= size, "{:?} for size {}", r, size);
+            }
+        }
+    }
+}

@@ -8,6 +8,7 @@ mod support;
 mod base;
 mod blobs;
 mod interop;
+mod lifecycle;
 mod listing;
 mod manifests;
 mod referrers;

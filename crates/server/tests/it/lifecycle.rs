@@ -1,0 +1,156 @@
+//! The server's life: killed outright, and stopped gracefully.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tokio::process::{Child, Command};
+
+use crate::support::{header, sha256};
+
+/// The real binary, with the default (durable) configuration, over `root`.
+async fn spawn_binary(root: &std::path::Path) -> (Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_agent-registry"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--root"])
+        .arg(root)
+        .env("AGENT_REGISTRY_LOG_LEVEL", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start agent-registry");
+    for _ in 0..100 {
+        if reqwest::get(format!("{url}/v2/")).await.is_ok() {
+            return (child, url);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("agent-registry did not start");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_server_keeps_what_it_acknowledged_and_resumes_uploads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http = reqwest::Client::new();
+    let (mut child, url) = spawn_binary(dir.path()).await;
+
+    let blob = b"acknowledged before the crash";
+    let digest = sha256(blob);
+    let r = http
+        .post(format!("{url}/v2/crash/app/blobs/uploads/?digest={digest}"))
+        .body(blob.to_vec())
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = http
+        .post(format!("{url}/v2/crash/app/blobs/uploads/"))
+        .send()
+        .await
+        .expect("start");
+    let location = header(&r, "location").expect("location").to_owned();
+    let data: Vec<u8> = (0..1_500_000u32).map(|i| (i % 239) as u8).collect();
+    let r = http
+        .patch(format!("{url}{location}"))
+        .header("content-range", "0-999999")
+        .body(data[..1_000_000].to_vec())
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("reaped");
+    let (_child, url) = spawn_binary(dir.path()).await;
+
+    let got = http
+        .get(format!("{url}/v2/crash/app/blobs/{digest}"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        got.bytes().await.expect("body"),
+        &blob[..],
+        "acknowledged blob survived"
+    );
+    let status = http
+        .get(format!("{url}{location}"))
+        .send()
+        .await
+        .expect("status");
+    assert_eq!(
+        header(&status, "range"),
+        Some("0-999999"),
+        "acknowledged chunk survived"
+    );
+    let r = http
+        .patch(format!("{url}{location}"))
+        .header("content-range", "1000000-1499999")
+        .body(data[1_000_000..].to_vec())
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = http
+        .put(format!("{url}{location}?digest={}", sha256(&data)))
+        .send()
+        .await
+        .expect("finish");
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_an_in_flight_upload_finish_then_exits_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, url) = spawn_binary(dir.path()).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{url}/v2/stop/app/blobs/uploads/"))
+        .send()
+        .await
+        .expect("start");
+    let upload = format!("{url}{}", header(&r, "location").expect("location"));
+    let slow = futures_util::stream::unfold(0, |i| async move {
+        if i == 3 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Some((Ok::<_, std::io::Error>(vec![b'x'; 1000]), i + 1))
+    });
+    let client = http.clone();
+    let request = tokio::spawn(async move {
+        client
+            .patch(upload)
+            .body(reqwest::Body::wrap_stream(slow))
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    let pid = child.id().expect("running").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(killed.success());
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        http.get(format!("{url}/v2/")).send().await.is_err(),
+        "no new connections once stopping"
+    );
+
+    let r = request
+        .await
+        .expect("request task")
+        .expect("in-flight request completed");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(header(&r, "range"), Some("0-2999"));
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits")
+        .expect("status");
+    assert!(exit.success(), "clean exit after draining: {exit}");
+}
