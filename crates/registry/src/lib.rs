@@ -92,12 +92,4 @@ impl Registry {
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
     }
-
-    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
-        &self.inner.blobs
-    }
-
-    pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
-        &self.inner.meta
-    }
 }

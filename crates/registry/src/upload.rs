@@ -321,8 +321,9 @@ impl Registry {
         .await;
         let new_size = writer.finish().await;
         let hasher = pipe.finish().await;
-        outcome?;
+        // A storage failure (a full disk, say) is the cause of any write error in `outcome`.
         let new_size = new_size?;
+        outcome?;
         let hasher = hasher?;
         if new_size != size + received {
             warn!(

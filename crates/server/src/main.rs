@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use agent_registry_server::config::{Config, ENV_VARS, LogFormat};
+use agent_registry_server::config::{Config, LogFormat};
 use agent_registry_server::{AppState, run};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -108,7 +108,6 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Config(args) => {
             print!("{}", serde_yaml_ng::to_string(&args.load()?)?);
-            let _ = ENV_VARS;
             Ok(())
         }
         Command::Serve(args) => {

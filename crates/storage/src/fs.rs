@@ -242,7 +242,7 @@ fn map_window(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
 
 /// Appends chunks on a blocking thread, so hashing (on the caller's side) and disk writes overlap.
 struct FsUploadWriter {
-    tx: Option<mpsc::Sender<Bytes>>,
+    tx: mpsc::Sender<Bytes>,
     task: JoinHandle<Result<u64>>,
 }
 
@@ -265,38 +265,28 @@ impl FsUploadWriter {
                 .map(|m| m.len())
                 .map_err(|e| StorageError::io("reading upload size", e))
         });
-        FsUploadWriter { tx: Some(tx), task }
-    }
-
-    async fn join(task: JoinHandle<Result<u64>>) -> Result<u64> {
-        task.await
-            .map_err(|e| StorageError::io("running an upload writer", io::Error::other(e)))?
+        FsUploadWriter { tx, task }
     }
 }
 
 #[async_trait::async_trait]
 impl UploadWriter for FsUploadWriter {
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        let sent = match &self.tx {
-            Some(tx) => tx.send(chunk).await.is_ok(),
-            None => false,
-        };
-        if !sent {
-            // The writer thread stopped: it failed, and joining it says why.
-            self.tx = None;
-            let task = std::mem::replace(&mut self.task, tokio::spawn(async { Ok(0) }));
-            Self::join(task).await?;
-            return Err(StorageError::io(
-                "writing an upload",
-                io::Error::other("upload writer stopped"),
-            ));
+        if self.tx.send(chunk).await.is_ok() {
+            return Ok(());
         }
-        Ok(())
+        // The writer thread stopped, which it does only on an error: `finish` reports it.
+        Err(StorageError::io(
+            "writing an upload",
+            io::Error::other("upload writer stopped; see finish"),
+        ))
     }
 
-    async fn finish(mut self: Box<Self>) -> Result<u64> {
-        self.tx = None;
-        Self::join(self.task).await
+    async fn finish(self: Box<Self>) -> Result<u64> {
+        let FsUploadWriter { tx, task } = *self;
+        drop(tx);
+        task.await
+            .map_err(|e| StorageError::io("running an upload writer", io::Error::other(e)))?
     }
 }
 
