@@ -48,6 +48,7 @@ pub async fn run_all(store: &dyn MetadataStore) {
     referenced_content_cannot_be_deleted(store).await;
     referrers_filter_by_artifact_type(store).await;
     uploads_are_recorded(store).await;
+    concurrent_writes_fail_alone(store).await;
 }
 
 async fn blobs_are_scoped_to_repositories(store: &dyn MetadataStore) {
@@ -282,4 +283,42 @@ async fn uploads_are_recorded(store: &dyn MetadataStore) {
         Some(8),
         "blob linked"
     );
+}
+
+/// Many writes at once (which a backend may commit together): those that fail leave nothing
+/// behind, and do not take the others down with them.
+async fn concurrent_writes_fail_alone(store: &dyn MetadataStore) {
+    let r = repo("concurrent");
+    store.link_blob(&r, &d("present"), 1).await.expect("link");
+    let writes = (0..64).map(|i| {
+        let blob = if i % 3 == 0 {
+            d("absent")
+        } else {
+            d("present")
+        };
+        let name = format!("m{i}");
+        let tag = format!("t{i}");
+        let m = manifest(&r, &name, vec![blob], vec![], Some(&tag));
+        async move { (i, store.put_manifest(m).await) }
+    });
+    for (i, result) in futures_util::future::join_all(writes).await {
+        let stored = store
+            .manifest(&r, &Reference::Tag(tag(&format!("t{i}"))))
+            .await
+            .expect("get");
+        if i % 3 == 0 {
+            assert!(
+                matches!(result, Err(MetadataError::MissingReference { .. })),
+                "write {i}: {result:?}"
+            );
+            assert!(stored.is_none(), "failed write {i} left nothing");
+        } else {
+            result.expect("valid write commits");
+            assert_eq!(
+                stored.map(|m| m.digest),
+                Some(d(&format!("m{i}"))),
+                "write {i} committed"
+            );
+        }
+    }
 }

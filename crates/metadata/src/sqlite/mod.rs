@@ -1,88 +1,24 @@
 //! The SQLite backend: one file in WAL mode, one writer connection, a pool of readers.
 //!
-//! Every call runs on a blocking thread. Writes are serialised by the writer mutex (SQLite
-//! allows one writer anyway), which also makes each check-then-write transaction atomic.
+//! Reads run on the calling thread with a pooled connection (WAL readers never wait for the
+//! writer). Writes go to the one writer thread ([`writer`]), which commits them in groups.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use agent_registry_oci::{Digest, Reference, RepoName, Tag};
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod schema;
+mod writer;
+
 use crate::{
     MetadataError, MetadataStore, NewManifest, Page, RefKind, Referrer, Result, StoredManifest,
     UploadRecord,
 };
-
-/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
-CREATE TABLE repositories (
-    name         TEXT PRIMARY KEY,
-    created_at   INTEGER NOT NULL,
-    -- Bumped by the triggers below on every tag change, so readers can cache tag lists.
-    tags_version INTEGER NOT NULL DEFAULT 0
-) WITHOUT ROWID;
-CREATE TABLE blobs (
-    digest     TEXT PRIMARY KEY,
-    size       INTEGER NOT NULL,
-    created_at INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE repo_blobs (
-    repo   TEXT NOT NULL REFERENCES repositories(name),
-    digest TEXT NOT NULL REFERENCES blobs(digest),
-    PRIMARY KEY (repo, digest)
-) WITHOUT ROWID;
-CREATE INDEX repo_blobs_digest ON repo_blobs(digest);
-CREATE TABLE manifests (
-    repo          TEXT NOT NULL REFERENCES repositories(name),
-    digest        TEXT NOT NULL,
-    media_type    TEXT NOT NULL,
-    artifact_type TEXT,
-    subject       TEXT,
-    size          INTEGER NOT NULL,
-    content       BLOB NOT NULL,
-    annotations   TEXT NOT NULL,
-    created_at    INTEGER NOT NULL,
-    PRIMARY KEY (repo, digest)
-);
-CREATE INDEX manifests_subject ON manifests(repo, subject) WHERE subject IS NOT NULL;
--- What each manifest references: blobs (kind 0) and child manifests (kind 1).
-CREATE TABLE manifest_refs (
-    repo   TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    child  TEXT NOT NULL,
-    kind   INTEGER NOT NULL,
-    PRIMARY KEY (repo, digest, child),
-    FOREIGN KEY (repo, digest) REFERENCES manifests(repo, digest) ON DELETE CASCADE
-) WITHOUT ROWID;
-CREATE INDEX manifest_refs_child ON manifest_refs(repo, child);
-CREATE TABLE tags (
-    repo       TEXT NOT NULL,
-    name       TEXT NOT NULL,
-    digest     TEXT NOT NULL,
-    updated_at INTEGER NOT NULL,
-    PRIMARY KEY (repo, name),
-    FOREIGN KEY (repo, digest) REFERENCES manifests(repo, digest) ON DELETE CASCADE
-) WITHOUT ROWID;
-CREATE INDEX tags_digest ON tags(repo, digest);
-CREATE TRIGGER tags_inserted AFTER INSERT ON tags BEGIN
-    UPDATE repositories SET tags_version = tags_version + 1 WHERE name = NEW.repo;
-END;
-CREATE TRIGGER tags_updated AFTER UPDATE ON tags BEGIN
-    UPDATE repositories SET tags_version = tags_version + 1 WHERE name = NEW.repo;
-END;
-CREATE TRIGGER tags_deleted AFTER DELETE ON tags BEGIN
-    UPDATE repositories SET tags_version = tags_version + 1 WHERE name = OLD.repo;
-END;
-CREATE TABLE uploads (
-    id         TEXT PRIMARY KEY,
-    repo       TEXT NOT NULL,
-    started_at INTEGER NOT NULL
-) WITHOUT ROWID;
-"#];
 
 /// Readers kept open; reads run on the async workers, so few are ever in use at once.
 const READERS: usize = 8;
@@ -90,7 +26,7 @@ const READERS: usize = 8;
 pub struct SqliteStore {
     path: PathBuf,
     durable: bool,
-    writer: Arc<Mutex<Writer>>,
+    writer: writer::Writer,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -102,7 +38,7 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn db_err(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> MetadataError {
+pub(crate) fn db_err(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> MetadataError {
     move |e| MetadataError::backend(doing, e)
 }
 
@@ -130,15 +66,12 @@ impl SqliteStore {
     /// lose the last commits, though never consistency.
     pub fn open(path: impl AsRef<Path>, durable: bool) -> Result<SqliteStore> {
         let path = path.as_ref().to_owned();
-        let mut writer = Self::connect(&path, durable)?;
-        migrate(&mut writer)?;
+        let mut conn = Self::connect(&path, durable)?;
+        schema::migrate(&mut conn)?;
         Ok(SqliteStore {
             path,
             durable,
-            writer: Arc::new(Mutex::new(Writer {
-                conn: writer,
-                full_sync: durable,
-            })),
+            writer: writer::Writer::spawn(conn, durable)?,
             readers: Mutex::new(Vec::new()),
         })
     }
@@ -173,62 +106,9 @@ impl SqliteStore {
         }
         result
     }
-
-    /// Runs `f` in a write transaction on a blocking thread. A `durable` commit is synced to
-    /// disk before it returns (if the store was opened durable); others (upload bookkeeping,
-    /// which a client can redo) are synced by the next durable commit, as WAL orders them.
-    async fn write<T, F>(&self, durable: bool, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
-    {
-        let writer = self.writer.clone();
-        let want_full = durable && self.durable;
-        tokio::task::spawn_blocking(move || {
-            let mut w = writer
-                .lock()
-                .map_err(|_| MetadataError::backend("taking the writer", "lock poisoned"))?;
-            if w.full_sync != want_full {
-                let mode = if want_full { "FULL" } else { "NORMAL" };
-                w.conn
-                    .execute_batch(&format!("PRAGMA synchronous={mode}"))
-                    .map_err(db_err("setting durability"))?;
-                w.full_sync = want_full;
-            }
-            let tx = w
-                .conn
-                .transaction()
-                .map_err(db_err("starting a transaction"))?;
-            let out = f(&tx)?;
-            tx.commit().map_err(db_err("committing"))?;
-            Ok(out)
-        })
-        .await
-        .map_err(|e| MetadataError::backend("running a transaction", e))?
-    }
 }
 
-/// The one writer connection and the `synchronous` mode it is in.
-struct Writer {
-    conn: Connection,
-    full_sync: bool,
-}
-
-fn migrate(conn: &mut Connection) -> Result<()> {
-    let done: usize = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(db_err("reading the schema version"))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
-        let tx = conn.transaction().map_err(db_err("migrating"))?;
-        tx.execute_batch(sql).map_err(db_err("migrating"))?;
-        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
-            .map_err(db_err("migrating"))?;
-        tx.commit().map_err(db_err("migrating"))?;
-    }
-    Ok(())
-}
-
-fn ensure_repo(tx: &rusqlite::Transaction<'_>, repo: &RepoName) -> Result<()> {
+fn ensure_repo(tx: &Connection, repo: &RepoName) -> Result<()> {
     tx.execute(
         "INSERT OR IGNORE INTO repositories (name, created_at) VALUES (?1, ?2)",
         params![repo.as_str(), now()],
@@ -237,7 +117,7 @@ fn ensure_repo(tx: &rusqlite::Transaction<'_>, repo: &RepoName) -> Result<()> {
     Ok(())
 }
 
-fn link(tx: &rusqlite::Transaction<'_>, repo: &RepoName, digest: &str, size: u64) -> Result<()> {
+fn link(tx: &Connection, repo: &RepoName, digest: &str, size: u64) -> Result<()> {
     ensure_repo(tx, repo)?;
     tx.execute(
         "INSERT INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (digest) DO NOTHING",
@@ -289,13 +169,14 @@ impl MetadataStore for SqliteStore {
 
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
         let (repo, digest) = (repo.clone(), digest.to_string());
-        self.write(true, move |tx| link(tx, &repo, &digest, size))
+        self.writer
+            .run(true, move |tx| link(tx, &repo, &digest, size))
             .await
     }
 
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         let (repo, digest) = (repo.clone(), digest.clone());
-        self.write(true, move |tx| {
+        self.writer.run(true, move |tx| {
             let by: Option<String> = tx
                 .query_row(
                     "SELECT digest FROM manifest_refs WHERE repo = ?1 AND child = ?2 AND kind = 0 LIMIT 1",
@@ -332,15 +213,16 @@ impl MetadataStore for SqliteStore {
 
     async fn create_upload(&self, id: &str, repo: &RepoName) -> Result<()> {
         let (id, repo) = (id.to_owned(), repo.clone());
-        self.write(false, move |tx| {
-            tx.execute(
-                "INSERT INTO uploads (id, repo, started_at) VALUES (?1, ?2, ?3)",
-                params![id, repo.as_str(), now()],
-            )
-            .map_err(db_err("recording an upload"))?;
-            Ok(())
-        })
-        .await
+        self.writer
+            .run(false, move |tx| {
+                tx.execute(
+                    "INSERT INTO uploads (id, repo, started_at) VALUES (?1, ?2, ?3)",
+                    params![id, repo.as_str(), now()],
+                )
+                .map_err(db_err("recording an upload"))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn upload(&self, id: &str) -> Result<Option<UploadRecord>> {
@@ -363,12 +245,13 @@ impl MetadataStore for SqliteStore {
 
     async fn delete_upload(&self, id: &str) -> Result<()> {
         let id = id.to_owned();
-        self.write(false, move |tx| {
-            tx.execute("DELETE FROM uploads WHERE id = ?1", params![id])
-                .map_err(db_err("removing an upload"))?;
-            Ok(())
-        })
-        .await
+        self.writer
+            .run(false, move |tx| {
+                tx.execute("DELETE FROM uploads WHERE id = ?1", params![id])
+                    .map_err(db_err("removing an upload"))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn finish_upload(
@@ -379,13 +262,14 @@ impl MetadataStore for SqliteStore {
         size: u64,
     ) -> Result<()> {
         let (id, repo, digest) = (id.to_owned(), repo.clone(), digest.to_string());
-        self.write(true, move |tx| {
-            link(tx, &repo, &digest, size)?;
-            tx.execute("DELETE FROM uploads WHERE id = ?1", params![id])
-                .map_err(db_err("removing an upload"))?;
-            Ok(())
-        })
-        .await
+        self.writer
+            .run(true, move |tx| {
+                link(tx, &repo, &digest, size)?;
+                tx.execute("DELETE FROM uploads WHERE id = ?1", params![id])
+                    .map_err(db_err("removing an upload"))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn list_uploads(&self) -> Result<Vec<UploadRecord>> {
@@ -408,7 +292,7 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn put_manifest(&self, m: NewManifest) -> Result<()> {
-        self.write(true, move |tx| {
+        self.writer.run(true, move |tx| {
             let repo = m.repo.as_str();
             ensure_repo(tx, &m.repo)?;
             {
@@ -503,7 +387,7 @@ impl MetadataStore for SqliteStore {
 
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         let (repo, digest) = (repo.clone(), digest.clone());
-        self.write(true, move |tx| {
+        self.writer.run(true, move |tx| {
             let by: Option<String> = tx
                 .query_row(
                     "SELECT digest FROM manifest_refs WHERE repo = ?1 AND child = ?2 AND kind = 1 LIMIT 1",
@@ -525,16 +409,17 @@ impl MetadataStore for SqliteStore {
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
         let (repo, tag) = (repo.to_string(), tag.to_string());
-        self.write(true, move |tx| {
-            let n = tx
-                .execute(
-                    "DELETE FROM tags WHERE repo = ?1 AND name = ?2",
-                    params![repo, tag],
-                )
-                .map_err(db_err("deleting a tag"))?;
-            Ok(n > 0)
-        })
-        .await
+        self.writer
+            .run(true, move |tx| {
+                let n = tx
+                    .execute(
+                        "DELETE FROM tags WHERE repo = ?1 AND name = ?2",
+                        params![repo, tag],
+                    )
+                    .map_err(db_err("deleting a tag"))?;
+                Ok(n > 0)
+            })
+            .await
     }
 
     async fn tags_version(&self, repo: &RepoName) -> Result<Option<i64>> {

@@ -1,0 +1,88 @@
+//! The SQLite schema, as migrations applied in order; `PRAGMA user_version` records how many
+//! have run, so opening an existing database applies only the new ones.
+
+use rusqlite::Connection;
+
+use super::db_err;
+use crate::Result;
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE repositories (
+    name         TEXT PRIMARY KEY,
+    created_at   INTEGER NOT NULL,
+    -- Bumped by the triggers below on every tag change, so readers can cache tag lists.
+    tags_version INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE blobs (
+    digest     TEXT PRIMARY KEY,
+    size       INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE repo_blobs (
+    repo   TEXT NOT NULL REFERENCES repositories(name),
+    digest TEXT NOT NULL REFERENCES blobs(digest),
+    PRIMARY KEY (repo, digest)
+) WITHOUT ROWID;
+CREATE INDEX repo_blobs_digest ON repo_blobs(digest);
+CREATE TABLE manifests (
+    repo          TEXT NOT NULL REFERENCES repositories(name),
+    digest        TEXT NOT NULL,
+    media_type    TEXT NOT NULL,
+    artifact_type TEXT,
+    subject       TEXT,
+    size          INTEGER NOT NULL,
+    content       BLOB NOT NULL,
+    annotations   TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    PRIMARY KEY (repo, digest)
+);
+CREATE INDEX manifests_subject ON manifests(repo, subject) WHERE subject IS NOT NULL;
+-- What each manifest references: blobs (kind 0) and child manifests (kind 1).
+CREATE TABLE manifest_refs (
+    repo   TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    child  TEXT NOT NULL,
+    kind   INTEGER NOT NULL,
+    PRIMARY KEY (repo, digest, child),
+    FOREIGN KEY (repo, digest) REFERENCES manifests(repo, digest) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX manifest_refs_child ON manifest_refs(repo, child);
+CREATE TABLE tags (
+    repo       TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    digest     TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (repo, name),
+    FOREIGN KEY (repo, digest) REFERENCES manifests(repo, digest) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX tags_digest ON tags(repo, digest);
+CREATE TRIGGER tags_inserted AFTER INSERT ON tags BEGIN
+    UPDATE repositories SET tags_version = tags_version + 1 WHERE name = NEW.repo;
+END;
+CREATE TRIGGER tags_updated AFTER UPDATE ON tags BEGIN
+    UPDATE repositories SET tags_version = tags_version + 1 WHERE name = NEW.repo;
+END;
+CREATE TRIGGER tags_deleted AFTER DELETE ON tags BEGIN
+    UPDATE repositories SET tags_version = tags_version + 1 WHERE name = OLD.repo;
+END;
+CREATE TABLE uploads (
+    id         TEXT PRIMARY KEY,
+    repo       TEXT NOT NULL,
+    started_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#];
+
+pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
+    let done: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db_err("reading the schema version"))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction().map_err(db_err("migrating"))?;
+        tx.execute_batch(sql).map_err(db_err("migrating"))?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+            .map_err(db_err("migrating"))?;
+        tx.commit().map_err(db_err("migrating"))?;
+    }
+    Ok(())
+}
