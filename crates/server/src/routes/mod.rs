@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .merge(distribution::routes())
         .layer(axum::middleware::map_response(api_version_header))
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }
 
@@ -35,6 +36,19 @@ async fn api_version_header(mut response: Response) -> Response {
     response
         .headers_mut()
         .insert(API_VERSION_HEADER, HeaderValue::from_static("registry/2.0"));
+    response
+}
+
+/// One debug line per request (method, path, status, time). Off at the default level, where
+/// it costs one level check.
+async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return next.run(request).await;
+    }
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    tracing::debug!(%method, path, status = response.status().as_u16(), ms = started.elapsed().as_secs_f64() * 1e3, "request");
     response
 }
 
