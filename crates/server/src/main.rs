@@ -18,7 +18,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the OCI Distribution API (and the agent catalogue) over HTTP.
+    /// Serve the OCI Distribution API over HTTP.
     #[command(after_help = "\
 Configuration is read from --config, then environment variables, then these flags; every key
 has a default, so `agent-registry serve` alone starts a registry on 0.0.0.0:5000 storing data
@@ -39,7 +39,7 @@ Examples:
 
 #[derive(clap::Args)]
 struct ConfigArgs {
-    /// YAML configuration file (see ARCHITECTURE.md for every key).
+    /// YAML configuration file (README.md, Configuration, lists every key).
     #[arg(long, short, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Address to listen on, e.g. 127.0.0.1:5000 (overrides `listen`).
