@@ -29,13 +29,3 @@ apt_install() {
 need_cargo() {
     command -v cargo >/dev/null || { echo "cargo is required: install Rust from rustup.rs" >&2; exit 1; }
 }
-
-# wait_http URL: waits up to 30 s for URL to answer.
-wait_http() {
-    for _ in $(seq 1 300); do
-        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "timed out waiting for $1" >&2
-    return 1
-}
