@@ -132,6 +132,12 @@ fn link(tx: &Connection, repo: &RepoName, digest: &str, size: u64) -> Result<()>
     Ok(())
 }
 
+fn remove_upload(tx: &Connection, id: &str) -> Result<()> {
+    tx.execute("DELETE FROM uploads WHERE id = ?1", params![id])
+        .map_err(db_err("removing an upload"))?;
+    Ok(())
+}
+
 fn page(mut items: Vec<String>, n: usize) -> Page {
     let more = items.len() > n;
     items.truncate(n);
@@ -246,11 +252,7 @@ impl MetadataStore for SqliteStore {
     async fn delete_upload(&self, id: &str) -> Result<()> {
         let id = id.to_owned();
         self.writer
-            .run(false, move |tx| {
-                tx.execute("DELETE FROM uploads WHERE id = ?1", params![id])
-                    .map_err(db_err("removing an upload"))?;
-                Ok(())
-            })
+            .run(false, move |tx| remove_upload(tx, &id))
             .await
     }
 
@@ -265,9 +267,7 @@ impl MetadataStore for SqliteStore {
         self.writer
             .run(true, move |tx| {
                 link(tx, &repo, &digest, size)?;
-                tx.execute("DELETE FROM uploads WHERE id = ?1", params![id])
-                    .map_err(db_err("removing an upload"))?;
-                Ok(())
+                remove_upload(tx, &id)
             })
             .await
     }

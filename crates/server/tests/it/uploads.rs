@@ -23,6 +23,19 @@ async fn start(reg: &TestRegistry, repo: &str) -> String {
     format!("{}{location}", reg.url)
 }
 
+/// Finishes an upload with `PUT <url>?digest=` and no body.
+async fn finish(
+    reg: &TestRegistry,
+    url: &str,
+    digest: &agent_registry_oci::Digest,
+) -> reqwest::Response {
+    reg.http
+        .put(format!("{url}?digest={digest}"))
+        .send()
+        .await
+        .expect("put")
+}
+
 async fn patch(
     reg: &TestRegistry,
     url: &str,
@@ -94,12 +107,7 @@ async fn chunked_upload_reports_progress_and_finishes() {
         );
     }
     let digest = sha256(&data);
-    let r = reg
-        .http
-        .put(format!("{url}?digest={digest}"))
-        .send()
-        .await
-        .expect("put");
+    let r = finish(&reg, &url, &digest).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let got = reg
         .http
@@ -120,12 +128,7 @@ async fn streamed_patch_without_content_range_is_appended() {
     let r = patch(&reg, &url, None, b"second").await;
     assert_eq!(header(&r, "range"), Some("0-10"));
     let digest = sha256(b"firstsecond");
-    let r = reg
-        .http
-        .put(format!("{url}?digest={digest}"))
-        .send()
-        .await
-        .expect("put");
+    let r = finish(&reg, &url, &digest).await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
@@ -153,12 +156,7 @@ async fn out_of_order_and_overlapping_chunks_are_416_with_the_resume_point() {
         StatusCode::ACCEPTED
     );
     let digest = sha256(b"0123456789");
-    let r = reg
-        .http
-        .put(format!("{url}?digest={digest}"))
-        .send()
-        .await
-        .expect("put");
+    let r = finish(&reg, &url, &digest).await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
@@ -356,12 +354,7 @@ async fn chunked_upload_resumes_after_restart() {
         StatusCode::ACCEPTED
     );
     let digest = sha256(&data);
-    let r = reg
-        .http
-        .put(format!("{url}?digest={digest}"))
-        .send()
-        .await
-        .expect("put");
+    let r = finish(&reg, &url, &digest).await;
     assert_eq!(
         r.status(),
         StatusCode::CREATED,
