@@ -154,3 +154,98 @@ async fn sigterm_lets_an_in_flight_upload_finish_then_exits_cleanly() {
         .expect("status");
     assert!(exit.success(), "clean exit after draining: {exit}");
 }
+
+/// A small tmpfs, unmounted on drop.
+struct TinyFs(tempfile::TempDir);
+
+impl TinyFs {
+    async fn mount(bytes: usize) -> TinyFs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .await
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (scripts/test runs as root)"
+        );
+        TinyFs(dir)
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root to mount a small tmpfs: run scripts/test"]
+async fn a_full_disk_is_507_insufficient_storage_and_harms_nothing() {
+    let fs = TinyFs::mount(4 << 20).await;
+    let (_child, url) = spawn_binary(fs.0.path()).await;
+    let http = reqwest::Client::new();
+    let small = b"stored before the disk filled";
+    let small_digest = sha256(small);
+    let r = http
+        .post(format!(
+            "{url}/v2/full/app/blobs/uploads/?digest={small_digest}"
+        ))
+        .body(small.to_vec())
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let big = vec![7u8; 8 << 20];
+    let big_digest = sha256(&big);
+    let r = http
+        .post(format!(
+            "{url}/v2/full/app/blobs/uploads/?digest={big_digest}"
+        ))
+        .body(big)
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
+    let body: serde_json::Value = r.json().await.expect("error body");
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("insufficient storage space"), "{body}");
+
+    let r = http
+        .head(format!("{url}/v2/full/app/blobs/{big_digest}"))
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "no partial blob is visible"
+    );
+    let r = http
+        .get(format!("{url}/v2/full/app/blobs/{small_digest}"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        r.bytes().await.expect("body"),
+        &small[..],
+        "what was stored is intact"
+    );
+    // The failed upload's bytes were released: small pushes work again.
+    let again = b"after the failure";
+    let r = http
+        .post(format!(
+            "{url}/v2/full/app/blobs/uploads/?digest={}",
+            sha256(again)
+        ))
+        .body(again.to_vec())
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
