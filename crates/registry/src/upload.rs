@@ -49,8 +49,9 @@ impl ChunkRange {
         (start <= end).then_some(ChunkRange { start, end })
     }
 
+    /// Bytes in the range; saturates for `0-18446744073709551615`, which no body can match.
     fn len(self) -> u64 {
-        self.end - self.start + 1
+        (self.end - self.start).saturating_add(1)
     }
 }
 
@@ -380,6 +381,13 @@ mod proptests {
         #[test]
         fn content_range_parsing_never_panics(s in ".{0,60}") {
             let _ = ChunkRange::parse(&s);
+        }
+
+        #[test]
+        fn any_parsed_range_has_a_length(start in any::<u64>(), end in any::<u64>()) {
+            if let Some(r) = ChunkRange::parse(&format!("{start}-{end}")) {
+                prop_assert!(r.len() >= 1);
+            }
         }
 
         #[test]

@@ -395,3 +395,17 @@ async fn concurrent_pushes_of_the_same_blob_all_succeed() {
         assert_eq!(p.await.expect("task"), StatusCode::CREATED);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn absurd_content_ranges_are_rejected_cleanly() {
+    let reg = TestRegistry::start().await;
+    let url = start(&reg, "push/absurd").await;
+    let r = patch(&reg, &url, Some(&format!("0-{}", u64::MAX)), b"tiny").await;
+    assert_error(r, StatusCode::BAD_REQUEST, "SIZE_INVALID").await;
+    for bad in ["x-y", "5-1", "-", "99999999999999999999999-1"] {
+        let r = patch(&reg, &url, Some(bad), b"tiny").await;
+        assert_error(r, StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID").await;
+    }
+    let status = reg.http.get(&url).send().await.expect("status");
+    assert_eq!(header(&status, "range"), Some("0-0"), "nothing appended");
+}
