@@ -132,6 +132,39 @@ fn link(tx: &Connection, repo: &RepoName, digest: &str, size: u64) -> Result<()>
     Ok(())
 }
 
+/// How `manifest_refs.kind` stores a [`RefKind`].
+fn ref_code(kind: RefKind) -> i64 {
+    match kind {
+        RefKind::Blob => 0,
+        RefKind::Manifest => 1,
+    }
+}
+
+/// Fails with `StillReferenced` if a manifest in `repo` references `digest` as a `kind`.
+fn refuse_if_referenced(
+    tx: &Connection,
+    repo: &RepoName,
+    digest: &Digest,
+    kind: RefKind,
+) -> Result<()> {
+    let by: Option<String> = tx
+        .query_row(
+            "SELECT digest FROM manifest_refs WHERE repo = ?1 AND child = ?2 AND kind = ?3 LIMIT 1",
+            params![repo.as_str(), digest.to_string(), ref_code(kind)],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db_err("checking references"))?;
+    match by {
+        Some(by) => Err(MetadataError::StillReferenced {
+            repo: repo.clone(),
+            digest: digest.clone(),
+            by,
+        }),
+        None => Ok(()),
+    }
+}
+
 fn remove_upload(tx: &Connection, id: &str) -> Result<()> {
     tx.execute("DELETE FROM uploads WHERE id = ?1", params![id])
         .map_err(db_err("removing an upload"))?;
@@ -182,27 +215,18 @@ impl MetadataStore for SqliteStore {
 
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         let (repo, digest) = (repo.clone(), digest.clone());
-        self.writer.run(true, move |tx| {
-            let by: Option<String> = tx
-                .query_row(
-                    "SELECT digest FROM manifest_refs WHERE repo = ?1 AND child = ?2 AND kind = 0 LIMIT 1",
-                    params![repo.as_str(), digest.to_string()],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db_err("checking blob references"))?;
-            if let Some(by) = by {
-                return Err(MetadataError::StillReferenced { repo, digest, by });
-            }
-            let n = tx
-                .execute(
-                    "DELETE FROM repo_blobs WHERE repo = ?1 AND digest = ?2",
-                    params![repo.as_str(), digest.to_string()],
-                )
-                .map_err(db_err("unlinking a blob"))?;
-            Ok(n > 0)
-        })
-        .await
+        self.writer
+            .run(true, move |tx| {
+                refuse_if_referenced(tx, &repo, &digest, RefKind::Blob)?;
+                let n = tx
+                    .execute(
+                        "DELETE FROM repo_blobs WHERE repo = ?1 AND digest = ?2",
+                        params![repo.as_str(), digest.to_string()],
+                    )
+                    .map_err(db_err("unlinking a blob"))?;
+                Ok(n > 0)
+            })
+            .await
     }
 
     async fn blob_linked_anywhere(&self, digest: &Digest) -> Result<bool> {
@@ -336,9 +360,9 @@ impl MetadataStore for SqliteStore {
                 let mut add_ref = tx
                     .prepare_cached("INSERT OR IGNORE INTO manifest_refs (repo, digest, child, kind) VALUES (?1, ?2, ?3, ?4)")
                     .map_err(db_err("storing manifest references"))?;
-                for (kind, list) in [(0, &m.blobs), (1, &m.manifests)] {
+                for (kind, list) in [(RefKind::Blob, &m.blobs), (RefKind::Manifest, &m.manifests)] {
                     for child in list {
-                        add_ref.execute(params![repo, digest, child.to_string(), kind]).map_err(db_err("storing manifest references"))?;
+                        add_ref.execute(params![repo, digest, child.to_string(), ref_code(kind)]).map_err(db_err("storing manifest references"))?;
                     }
                 }
             }
@@ -387,24 +411,18 @@ impl MetadataStore for SqliteStore {
 
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         let (repo, digest) = (repo.clone(), digest.clone());
-        self.writer.run(true, move |tx| {
-            let by: Option<String> = tx
-                .query_row(
-                    "SELECT digest FROM manifest_refs WHERE repo = ?1 AND child = ?2 AND kind = 1 LIMIT 1",
-                    params![repo.as_str(), digest.to_string()],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db_err("checking manifest references"))?;
-            if let Some(by) = by {
-                return Err(MetadataError::StillReferenced { repo, digest, by });
-            }
-            let n = tx
-                .execute("DELETE FROM manifests WHERE repo = ?1 AND digest = ?2", params![repo.as_str(), digest.to_string()])
-                .map_err(db_err("deleting a manifest"))?;
-            Ok(n > 0)
-        })
-        .await
+        self.writer
+            .run(true, move |tx| {
+                refuse_if_referenced(tx, &repo, &digest, RefKind::Manifest)?;
+                let n = tx
+                    .execute(
+                        "DELETE FROM manifests WHERE repo = ?1 AND digest = ?2",
+                        params![repo.as_str(), digest.to_string()],
+                    )
+                    .map_err(db_err("deleting a manifest"))?;
+                Ok(n > 0)
+            })
+            .await
     }
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
