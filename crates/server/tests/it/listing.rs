@@ -22,15 +22,7 @@ async fn tag_all(reg: &TestRegistry, repo: &str, tags: &[&str]) {
 async fn tags_list_is_lexical_and_pages_with_link() {
     let reg = TestRegistry::start().await;
     tag_all(&reg, "list/tags", &["v2", "v10", "latest", "V1", "v1"]).await;
-    let all: Value = reg
-        .http
-        .get(reg.v2("list/tags/tags/list"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let all: Value = reg.get_json("list/tags/tags/list").await;
     assert_eq!(
         all,
         json!({"name": "list/tags", "tags": ["V1", "latest", "v1", "v10", "v2"]})
@@ -88,13 +80,10 @@ async fn tags_list_is_lexical_and_pages_with_link() {
         r.json::<Value>().await.expect("json")["tags"],
         json!(["v2"])
     );
-    let r = reg
-        .http
-        .get(reg.v2("list/tags/tags/list?n=0"))
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(r.json::<Value>().await.expect("json")["tags"], json!([]));
+    assert_eq!(
+        reg.get_json("list/tags/tags/list?n=0").await["tags"],
+        json!([])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -130,15 +119,7 @@ async fn catalog_lists_repositories_in_order_with_paging() {
     for repo in ["zeta", "alpha/one", "alpha/two", "mid"] {
         tag_all(&reg, repo, &["v1"]).await;
     }
-    let all: Value = reg
-        .http
-        .get(reg.v2("_catalog"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let all: Value = reg.get_json("_catalog").await;
     assert_eq!(
         all,
         json!({"repositories": ["alpha/one", "alpha/two", "mid", "zeta"]})
@@ -168,15 +149,7 @@ async fn catalog_lists_repositories_in_order_with_paging() {
 #[tokio::test(flavor = "multi_thread")]
 async fn tags_list_reflects_every_change_at_once() {
     let reg = TestRegistry::start().await;
-    let list = || async {
-        let r = reg
-            .http
-            .get(reg.v2("list/fresh/tags/list"))
-            .send()
-            .await
-            .expect("get");
-        r.json::<Value>().await.expect("json")["tags"].clone()
-    };
+    let list = || async { reg.get_json("list/fresh/tags/list").await["tags"].clone() };
     tag_all(&reg, "list/fresh", &["a"]).await;
     assert_eq!(list().await, json!(["a"]));
     let (_, digest) = reg.push_image("list/fresh", "b", b"layer").await;

@@ -302,15 +302,7 @@ async fn deleting_by_digest_removes_the_manifest_and_its_tags() {
         .await
         .expect("delete again");
     assert_error(r, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
-    let tags: serde_json::Value = reg
-        .http
-        .get(reg.v2("man/del/tags/list"))
-        .send()
-        .await
-        .expect("tags")
-        .json()
-        .await
-        .expect("json");
+    let tags: serde_json::Value = reg.get_json("man/del/tags/list").await;
     assert_eq!(tags["tags"], json!([]));
 }
 

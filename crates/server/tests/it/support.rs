@@ -94,6 +94,12 @@ impl TestRegistry {
         format!("{}/v2/{path}", self.url)
     }
 
+    /// GETs `/v2/<path>` and parses the JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let r = self.http.get(self.v2(path)).send().await.expect("get");
+        r.json().await.expect("json body")
+    }
+
     /// Pushes `data` as a blob of `repo` in one request; returns its digest.
     pub async fn push_blob(&self, repo: &str, data: &[u8]) -> Digest {
         let digest = sha256(data);
