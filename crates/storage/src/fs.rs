@@ -10,6 +10,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use agent_registry_oci::Digest;
 use bytes::Bytes;
@@ -30,18 +31,40 @@ const SYNC_EVERY: u64 = 32 << 20;
 pub struct FsBlobStore {
     root: PathBuf,
     fsync: bool,
+    /// Held open for the store's life: its exclusive lock keeps a second process off this root.
+    _lock: Arc<File>,
 }
 
 impl FsBlobStore {
     /// Opens (creating if needed) a store under `root`. `fsync` makes commits durable
     /// against power loss; turn it off only for throwaway data.
+    ///
+    /// One process at a time: the registry's guard between committing a blob and deleting
+    /// its bytes lives in memory, so the store takes an exclusive lock on `<root>/.lock` and
+    /// fails with [`StorageError::InUse`] while another process holds it.
     pub fn open(root: impl Into<PathBuf>, fsync: bool) -> Result<FsBlobStore> {
         let root = root.into();
         for dir in ["blobs", "uploads"] {
             fs::create_dir_all(root.join(dir))
                 .map_err(|e| StorageError::io("creating storage directories", e))?;
         }
-        Ok(FsBlobStore { root, fsync })
+        let lock_path = root.join(".lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StorageError::io("opening the storage lock", e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(StorageError::InUse(root)),
+            Err(fs::TryLockError::Error(e)) => return Err(StorageError::io("locking storage", e)),
+        }
+        Ok(FsBlobStore {
+            root,
+            fsync,
+            _lock: Arc::new(lock),
+        })
     }
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
@@ -327,6 +350,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FsBlobStore::open(dir.path(), true).expect("open");
         crate::suite::run_all(&store).await;
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_root_is_refused_until_the_first_is_gone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = FsBlobStore::open(dir.path(), false).expect("open");
+        let second = FsBlobStore::open(dir.path(), false);
+        assert!(matches!(second, Err(StorageError::InUse(_))), "{second:?}");
+        drop(first);
+        FsBlobStore::open(dir.path(), false).expect("free again");
     }
 
     #[tokio::test]

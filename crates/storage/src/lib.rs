@@ -44,6 +44,8 @@ pub enum StorageError {
     UploadUnknown(String),
     #[error("insufficient storage space: {0}")]
     Full(io::Error),
+    #[error("storage at {} is in use by another process (it holds {}/.lock); stop it or choose another root", .0.display(), .0.display())]
+    InUse(std::path::PathBuf),
     #[error("storage i/o failed while {doing}: {source}")]
     Io {
         doing: &'static str,

@@ -249,3 +249,21 @@ async fn a_full_disk_is_507_insufficient_storage_and_harms_nothing() {
         .expect("push");
     assert_eq!(r.status(), StatusCode::CREATED);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_server_on_the_same_root_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_first, _url) = spawn_binary(dir.path()).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_agent-registry"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--root"])
+        .arg(dir.path())
+        .output()
+        .await
+        .expect("run agent-registry");
+    assert!(!out.status.success(), "the second server must not start");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("in use by another process"),
+        "says why: {stderr}"
+    );
+}
