@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::distribution::{Request, empty};
-use super::header_str;
+use super::{header_str, set_header};
 use crate::endpoint;
 use crate::error::{ApiError, ApiResult};
 
@@ -46,23 +46,14 @@ pub async fn get(registry: &Registry, name: &RepoName, digest: &str, req: &Reque
     );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(
-        header::ETAG,
-        HeaderValue::try_from(format!("\"{digest}\"")).unwrap_or(HeaderValue::from_static("")),
-    );
-    h.insert(
-        "docker-content-digest",
-        HeaderValue::try_from(digest.to_string()).unwrap_or(HeaderValue::from_static("")),
-    );
-    h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("max-age=31536000"),
     );
+    set_header(&mut response, header::ETAG, format!("\"{digest}\""));
+    set_header(&mut response, "docker-content-digest", digest.to_string());
     if range.is_some() {
         let value = format!("bytes {}-{}/{size}", span.start, span.end.saturating_sub(1));
-        h.insert(
-            header::CONTENT_RANGE,
-            HeaderValue::try_from(value).unwrap_or(HeaderValue::from_static("")),
-        );
+        set_header(&mut response, header::CONTENT_RANGE, value);
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
     }
     Ok(response)

@@ -3,20 +3,14 @@
 use agent_registry_oci::{Reference, RepoName};
 use agent_registry_registry::{Error, Registry};
 use axum::body::Body;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 
 use super::distribution::{Request, empty};
-use super::{content_length, header_str};
+use super::{content_length, header_str, set_header};
 use crate::endpoint;
 use crate::error::ApiResult;
-
-fn set(response: &mut Response, name: impl header::IntoHeaderName, value: String) {
-    if let Ok(v) = HeaderValue::try_from(value) {
-        response.headers_mut().insert(name, v);
-    }
-}
 
 pub async fn get(
     registry: &Registry,
@@ -32,14 +26,14 @@ pub async fn get(
     } else {
         Response::new(Body::from(manifest.content))
     };
-    set(&mut response, header::CONTENT_TYPE, manifest.media_type);
-    set(&mut response, header::CONTENT_LENGTH, len.to_string());
-    set(
+    set_header(&mut response, header::CONTENT_TYPE, manifest.media_type);
+    set_header(&mut response, header::CONTENT_LENGTH, len.to_string());
+    set_header(
         &mut response,
         header::ETAG,
         format!("\"{}\"", manifest.digest),
     );
-    set(
+    set_header(
         &mut response,
         "docker-content-digest",
         manifest.digest.to_string(),
@@ -79,18 +73,18 @@ pub async fn put(
         .put_manifest(name, &reference, content_type.as_deref(), body)
         .await?;
     let mut response = empty(StatusCode::CREATED);
-    set(
+    set_header(
         &mut response,
         header::LOCATION,
         format!("/v2/{name}/manifests/{}", stored.digest),
     );
-    set(
+    set_header(
         &mut response,
         "docker-content-digest",
         stored.digest.to_string(),
     );
     if let Some(subject) = stored.subject {
-        set(&mut response, "oci-subject", subject.to_string());
+        set_header(&mut response, "oci-subject", subject.to_string());
     }
     if let Reference::Tag(_) = reference {
         tracing::debug!(%name, %reference, digest = %stored.digest, "tag moved");

@@ -52,6 +52,18 @@ async fn log_request(request: axum::extract::Request, next: axum::middleware::Ne
     response
 }
 
+/// Sets a computed header. A value that is not valid header text is left out; ours are digests,
+/// numbers and paths, which always are.
+fn set_header(
+    response: &mut Response,
+    name: impl header::IntoHeaderName,
+    value: impl TryInto<HeaderValue>,
+) {
+    if let Ok(v) = value.try_into() {
+        response.headers_mut().insert(name, v);
+    }
+}
+
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)?

@@ -7,12 +7,12 @@ use agent_registry_oci::{Digest, RepoName};
 use agent_registry_registry::upload::{ChunkInfo, ChunkRange, UploadStatus};
 use agent_registry_registry::{Error, Registry};
 use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 
 use super::distribution::{Request, empty};
-use super::{content_length, header_str};
+use super::{content_length, header_str, set_header};
 use crate::endpoint;
 use crate::error::{ApiError, ApiResult};
 
@@ -31,28 +31,20 @@ fn range_value(size: u64) -> String {
 
 fn in_progress(status: StatusCode, name: &RepoName, upload: &UploadStatus) -> Response {
     let mut r = empty(status);
-    let h = r.headers_mut();
-    for (k, v) in [
-        (header::LOCATION.as_str(), upload_url(name, &upload.id)),
-        ("range", range_value(upload.size)),
-        ("docker-upload-uuid", upload.id.clone()),
-    ] {
-        if let Ok(v) = HeaderValue::try_from(v) {
-            h.insert(k, v);
-        }
-    }
+    set_header(&mut r, header::LOCATION, upload_url(name, &upload.id));
+    set_header(&mut r, header::RANGE, range_value(upload.size));
+    set_header(&mut r, "docker-upload-uuid", upload.id.clone());
     r
 }
 
 fn created(name: &RepoName, digest: &Digest) -> Response {
     let mut r = empty(StatusCode::CREATED);
-    let h = r.headers_mut();
-    if let Ok(v) = HeaderValue::try_from(format!("/v2/{name}/blobs/{digest}")) {
-        h.insert(header::LOCATION, v);
-    }
-    if let Ok(v) = HeaderValue::try_from(digest.to_string()) {
-        h.insert("docker-content-digest", v);
-    }
+    set_header(
+        &mut r,
+        header::LOCATION,
+        format!("/v2/{name}/blobs/{digest}"),
+    );
+    set_header(&mut r, "docker-content-digest", digest.to_string());
     r
 }
 
