@@ -81,7 +81,10 @@ pub async fn run(
             Ok(())
         }
     };
+    // Abort only takes effect at the task's next poll; wait for it, so the state (and the
+    // storage lock it holds) is gone when `run` returns and the root can be reopened.
     purger.abort();
+    let _ = purger.await;
     result.context("serving HTTP")
 }
 
