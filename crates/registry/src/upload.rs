@@ -142,7 +142,7 @@ impl Registry {
         let mut state = lock.lock().await;
         let size = self.append_locked(id, &mut state, info, body).await?;
         let hasher = match digest.algorithm() {
-            Algorithm::Sha256 => self.current_hasher(id, &mut state, size).await?,
+            Algorithm::Sha256 => self.take_hasher(id, &mut state, size).await?,
             other => {
                 hash_stream(Hasher::new(other), self.inner.blobs.read_upload(id).await?).await?
             }
@@ -254,20 +254,19 @@ impl Registry {
         Ok(purged)
     }
 
-    /// The hash of the first `size` bytes of the upload, rebuilt from storage if needed.
-    async fn current_hasher(&self, id: &str, state: &mut HashState, size: u64) -> Result<Hasher> {
-        match state.hasher.clone() {
+    /// Takes the hash of the first `size` bytes of the upload out of `state`, rebuilding it
+    /// from storage if it is missing or stale. `state` holds no hash until the caller puts back
+    /// one that matches storage again, so a failure in between can never leave a wrong one.
+    async fn take_hasher(&self, id: &str, state: &mut HashState, size: u64) -> Result<Hasher> {
+        match state.hasher.take() {
             Some(h) if state.offset == size => Ok(h),
             _ => {
                 debug!(id, "rebuilding upload hash state from storage");
-                let h = hash_stream(
+                hash_stream(
                     Hasher::new(Algorithm::Sha256),
                     self.inner.blobs.read_upload(id).await?,
                 )
-                .await?;
-                state.offset = size;
-                state.hasher = Some(h.clone());
-                Ok(h)
+                .await
             }
         }
     }
@@ -300,9 +299,7 @@ impl Registry {
         if info.content_length == Some(0) {
             return Ok(size);
         }
-        let hasher = self.current_hasher(id, state, size).await?;
-        // From here until success the in-memory hash may run ahead of storage: mark it stale.
-        state.hasher = None;
+        let hasher = self.take_hasher(id, state, size).await?;
         let mut pipe = HashPipe::new(hasher, info.content_length);
         let mut writer = self.inner.blobs.append(id).await?;
         let mut received = 0u64;
