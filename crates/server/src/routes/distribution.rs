@@ -3,13 +3,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use agent_registry_metadata::Page;
 use agent_registry_oci::ErrorCode;
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use axum::{Json, Router};
+use serde::Serialize;
 
 use super::{blobs, catalog, manifests, referrers, tags, uploads};
 use crate::AppState;
@@ -137,9 +139,26 @@ pub fn page_size(req: &Request, default: usize) -> ApiResult<usize> {
     }
 }
 
-/// The `Link` header for the next page of a listing at `path`.
-pub fn next_link(path: &str, last: &str, n: usize) -> String {
-    format!("<{path}?last={}&n={n}>; rel=\"next\"", percent_encode(last))
+/// A page of a listing at `path` as JSON, with a `Link` to the next page when there is one.
+/// `body` makes the JSON from the page's items.
+pub fn paged<T: Serialize>(
+    path: &str,
+    page: Page,
+    n: usize,
+    body: impl FnOnce(Vec<String>) -> T,
+) -> Response {
+    let next = match (page.more, page.items.last()) {
+        (true, Some(last)) => Some(format!(
+            "<{path}?last={}&n={n}>; rel=\"next\"",
+            percent_encode(last)
+        )),
+        _ => None,
+    };
+    let json = Json(body(page.items));
+    match next {
+        Some(link) => ([(header::LINK, link)], json).into_response(),
+        None => json.into_response(),
+    }
 }
 
 fn percent_encode(s: &str) -> String {
