@@ -9,6 +9,8 @@ pub mod config;
 mod endpoint;
 mod error;
 mod routes;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::future::Future;
 use std::sync::Arc;

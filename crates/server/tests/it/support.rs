@@ -1,14 +1,11 @@
 //! The shared test harness: [`TestRegistry`] starts the real server and stops it; helpers push
 //! blobs and manifests and check error bodies.
 
-use std::path::{Path, PathBuf};
-
 use agent_registry_oci::{Algorithm, Digest};
-use agent_registry_server::{AppState, Config};
+use agent_registry_server::Config;
+use agent_registry_server::testing::TestServer;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -19,10 +16,7 @@ pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list
 pub struct TestRegistry {
     pub url: String,
     pub http: reqwest::Client,
-    root: PathBuf,
-    _dir: Option<tempfile::TempDir>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
+    server: TestServer,
 }
 
 impl TestRegistry {
@@ -32,62 +26,25 @@ impl TestRegistry {
 
     /// Starts with a configuration adjusted by `tweak`.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestRegistry {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().to_owned();
-        let mut r = Self::serve(&root, tweak).await;
-        r._dir = Some(dir);
-        r
+        Self::wrap(TestServer::start_with(tweak).await)
     }
 
-    async fn serve(root: &Path, tweak: impl FnOnce(&mut Config)) -> TestRegistry {
-        let mut config = Config {
-            root: root.to_owned(),
-            ..Config::default()
-        };
-        config.storage.fsync = false;
-        config.shutdown_grace_secs = 5;
-        tweak(&mut config);
-        let state = AppState::open(config).expect("open stores");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(agent_registry_server::run(listener, state, async move {
-            let _ = stopped.await;
-        }));
+    fn wrap(server: TestServer) -> TestRegistry {
         TestRegistry {
-            url,
+            url: server.url.clone(),
             http: reqwest::Client::new(),
-            root: root.to_owned(),
-            _dir: None,
-            stop: Some(stop),
-            task: Some(task),
+            server,
         }
     }
 
     /// The `host:port` docker-style clients want.
     pub fn host(&self) -> &str {
-        self.url.trim_start_matches("http://")
+        self.server.host()
     }
 
     /// Stops the server gracefully and starts a new one over the same storage.
-    pub async fn restart(mut self) -> TestRegistry {
-        self.shutdown().await;
-        let mut next = Self::serve(&self.root, |_| {}).await;
-        next._dir = self._dir.take();
-        next
-    }
-
-    async fn shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await
-                .expect("server task")
-                .expect("server ran cleanly");
-        }
+    pub async fn restart(self) -> TestRegistry {
+        Self::wrap(self.server.restart().await)
     }
 
     pub fn v2(&self, path: &str) -> String {
@@ -152,14 +109,6 @@ impl TestRegistry {
         );
         let digest = sha256(&manifest);
         (manifest, digest)
-    }
-}
-
-impl Drop for TestRegistry {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 

@@ -1,0 +1,174 @@
+//! `agent push` and `agent pull`.
+
+use agent_registry_client::ImageRef;
+use agent_registry_images::{
+    Descriptor, LocalStore, TransferOptions, pull as pull_image, push as push_image,
+};
+use serde::Serialize;
+
+use crate::Context;
+use crate::commands::local::{find, repository_of};
+use crate::output::{self, Format};
+use crate::progress::Bars;
+use crate::target::RegistryArgs;
+
+#[derive(Serialize)]
+struct PushReport {
+    repository: String,
+    tag: Option<String>,
+    digest: String,
+    size: u64,
+    registry_url: String,
+    uploaded: usize,
+    existed: usize,
+    mounted: usize,
+}
+
+pub async fn push(
+    ctx: &Context,
+    image: &str,
+    args: &RegistryArgs,
+    all_tags: bool,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let entries = if all_tags {
+        let repo = repository_of(image)?;
+        let all: Vec<_> = store
+            .entries()?
+            .into_iter()
+            .filter(|e| {
+                e.name()
+                    .is_some_and(|n| repository_of(n).ok().as_deref() == Some(&repo))
+            })
+            .collect();
+        if all.is_empty() {
+            anyhow::bail!("no tags of {repo} in the local store (see `agent images`)");
+        }
+        all
+    } else {
+        find(&store, image, false)?
+    };
+    let bars = Bars::new(quiet);
+    let env = ctx.env();
+    let mut reports = Vec::new();
+    for entry in entries {
+        let name = entry.name().map_or(image.to_owned(), str::to_owned);
+        let local: ImageRef = name.parse()?;
+        let target = env.target(&local, args)?;
+        let mount_from = mount_source(&store, &entry, &target.image)?;
+        let pushed = push_image(
+            &target.client,
+            &store,
+            &entry,
+            &target.image,
+            mount_from.as_deref(),
+            &TransferOptions::default(),
+            &bars,
+        )
+        .await?;
+        reports.push(PushReport {
+            repository: target.image.familiar_repository(),
+            tag: target.image.tag_or_latest().map(|t| t.to_string()),
+            digest: pushed.digest.to_string(),
+            size: pushed.size,
+            registry_url: target.url.clone(),
+            uploaded: pushed.uploaded,
+            existed: pushed.existed,
+            mounted: pushed.mounted,
+        });
+    }
+    if quiet {
+        for r in &reports {
+            println!("{}", r.digest);
+        }
+        return Ok(());
+    }
+    match ctx.output {
+        Format::Json if all_tags => output::json(&reports),
+        Format::Json => output::json(&reports[0]),
+        Format::Table => {
+            for (i, r) in reports.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                output::fields(&[
+                    ("Repository", r.repository.clone()),
+                    ("Tag", r.tag.clone().unwrap_or_else(|| "<none>".into())),
+                    ("Digest", r.digest.clone()),
+                    ("Size", output::size(r.size)),
+                    ("Registry URL", r.registry_url.clone()),
+                ])?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Another repository on the target's registry that the local store says holds this image,
+/// to mount its blobs from instead of uploading them.
+fn mount_source(
+    store: &LocalStore,
+    entry: &Descriptor,
+    target: &ImageRef,
+) -> anyhow::Result<Option<String>> {
+    let repo = target.api_repository();
+    Ok(store
+        .entries()?
+        .iter()
+        .filter(|e| e.digest == entry.digest)
+        .filter_map(|e| e.name()?.parse::<ImageRef>().ok())
+        .filter(|r| r.api_host() == target.api_host())
+        .map(|r| r.api_repository())
+        .find(|r| *r != repo))
+}
+
+#[derive(Serialize)]
+struct PullReport {
+    name: String,
+    image_id: String,
+    size: u64,
+    digest: String,
+    registry_url: String,
+    source: agent_registry_images::PullSource,
+}
+
+pub async fn pull(
+    ctx: &Context,
+    image: &str,
+    args: &RegistryArgs,
+    platform: Option<String>,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let wanted: ImageRef = image.parse()?;
+    let target = ctx.env().target(&wanted, args)?;
+    let bars = Bars::new(quiet);
+    let mut options = TransferOptions::default();
+    if let Some(p) = platform {
+        options.platform = p;
+    }
+    let pulled = pull_image(&target.client, &target.image, &store, &options, &bars).await?;
+    let report = PullReport {
+        name: pulled.name,
+        image_id: pulled.id.to_string(),
+        size: pulled.size,
+        digest: pulled.digest.to_string(),
+        registry_url: target.url,
+        source: pulled.source,
+    };
+    if quiet {
+        println!("{}", report.name);
+        return Ok(());
+    }
+    match ctx.output {
+        Format::Json => output::json(&report),
+        Format::Table => output::fields(&[
+            ("Name", report.name.clone()),
+            ("Image ID", report.image_id.clone()),
+            ("Size", output::size(report.size)),
+            ("Digest", report.digest.clone()),
+            ("Registry URL", report.registry_url.clone()),
+        ]),
+    }
+}

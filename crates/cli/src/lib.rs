@@ -1,0 +1,325 @@
+//! The `agent` command. `main.rs` only calls [`main`]; each subcommand lives in `commands`,
+//! and talks to registries through `agent-registry-client` and to the local store through
+//! `agent-registry-images`.
+//!
+//! Exit codes: 0 success; 1 any other failure; 2 a usage error; and one per failure class
+//! users script against: 3 authentication failed, 4 image not found in registry, 5 failed
+//! to connect to registry, 6 insufficient storage space, 7 rate limit exceeded.
+
+mod commands;
+pub mod config;
+pub mod output;
+mod progress;
+pub mod target;
+
+use std::process::ExitCode;
+
+use agent_registry_client::Class;
+use agent_registry_client::credentials::CredentialFiles;
+use agent_registry_images::LocalStore;
+use clap::{Parser, Subcommand};
+
+use crate::output::Format;
+use crate::target::{Env, RegistryArgs};
+
+const AFTER_HELP: &str = "\
+Environment:
+  AGENT_REGISTRY_URL       registry for images that name none
+  AGENT_REGISTRY_TOKEN     bearer token for the registry
+  DOCKER_USERNAME, DOCKER_PASSWORD
+                           credentials for the registry
+  AAC_HOME                 configuration and local store (default ~/.aac)
+  AAC_LOG_LEVEL            log level: error, warn, info, debug, trace
+
+Exit codes: 0 ok, 1 error, 2 usage, 3 authentication failed, 4 image not found in registry,
+5 failed to connect to registry, 6 insufficient storage space, 7 rate limit exceeded.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agent",
+    version,
+    about = "Build, push, pull and manage AI agent images on any OCI registry",
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    /// How commands that print data print it.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Upload an image from the local store to a registry.
+    #[command(after_help = "Examples:
+  agent push localhost:5000/summarizer:1.0
+  agent push summarizer:1.0 --registry https://registry.example.com
+  agent push summarizer --all-tags --profile prod")]
+    Push {
+        /// Image to push, as named in `agent images`.
+        image: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// Push every local tag of the image's repository.
+        #[arg(long)]
+        all_tags: bool,
+        /// No progress; print only the digest.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Download an image from a registry into the local store.
+    #[command(after_help = "Examples:
+  agent pull localhost:5000/summarizer:1.0
+  agent pull summarizer@sha256:... --profile prod
+  agent pull busybox --platform linux/arm64")]
+    Pull {
+        image: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// Platform to take from a multi-platform image.
+        #[arg(long, value_name = "OS/ARCH")]
+        platform: Option<String>,
+        /// No progress; print only the image name.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// List images in the local store.
+    #[command(after_help = "Filters (repeatable, all must match):
+  NAME or NAME:TAG     repository (and tag); '*' matches within a path component
+  reference=PATTERN    the same, as docker writes it
+  dangling=true|false  images without a name
+  label=KEY[=VALUE]    config label
+  before=IMAGE         created before IMAGE
+  since=IMAGE          created after IMAGE
+
+Examples:
+  agent images
+  agent images summarizer
+  agent images --filter label=org.opencontainers.image.version=1.0 -o json")]
+    Images {
+        /// Repository to list: shorthand for --filter reference=NAME.
+        name: Option<String>,
+        #[arg(long, short, value_name = "FILTER")]
+        filter: Vec<String>,
+        /// Show untagged (dangling) images too.
+        #[arg(long, short)]
+        all: bool,
+        /// Print image IDs only.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Name an image, or tag a release with its semantic-version tags.
+    #[command(after_help = "Examples:
+  agent tag summarizer:build localhost:5000/summarizer:1.0
+  agent tag --semver v1.2.3 summarizer:build            # 1.2.3, 1.2, 1
+  agent tag --semver 1.2.3 --latest --sha 3f2a9c1 summarizer:build")]
+    Tag {
+        /// Source image; with --semver, the image to tag.
+        source: String,
+        /// New name (not with --semver).
+        target: Option<String>,
+        /// Apply MAJOR.MINOR.PATCH, MAJOR.MINOR and MAJOR (pre-releases get only their own).
+        #[arg(long, value_name = "VERSION")]
+        semver: Option<String>,
+        /// With --semver, also tag latest.
+        #[arg(long, requires = "semver")]
+        latest: bool,
+        /// With --semver, also tag sha-SHORT.
+        #[arg(long, value_name = "SHORT", requires = "semver")]
+        sha: Option<String>,
+    },
+    /// Remove images from the local store.
+    #[command(after_help = "Examples:
+  agent rmi summarizer:1.0
+  agent rmi 3f2a9c1e8b7d --force")]
+    Rmi {
+        #[arg(required = true)]
+        images: Vec<String>,
+        /// Remove an image by ID even when several names point at it.
+        #[arg(long, short)]
+        force: bool,
+    },
+    /// Manage images (`agent image prune`).
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Show an image's manifest, config and local details as JSON.
+    #[command(after_help = "Example:\n  agent inspect summarizer:1.0")]
+    Inspect {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Save credentials for a registry (where `docker login` keeps them).
+    #[command(after_help = "Examples:
+  echo \"$TOKEN\" | agent login localhost:5000 -u ci --password-stdin
+  agent login registry.example.com -u me -p secret")]
+    Login {
+        registry: String,
+        #[arg(long, short)]
+        username: Option<String>,
+        /// Password (prefer --password-stdin: this one shows in process lists).
+        #[arg(long, short)]
+        password: Option<String>,
+        /// Read the password from standard input.
+        #[arg(long, conflicts_with = "password")]
+        password_stdin: bool,
+    },
+    /// Remove saved credentials for a registry.
+    Logout { registry: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// Remove dangling images and unused blobs (all images with -a).
+    #[command(after_help = "Examples:\n  agent image prune\n  agent image prune -a")]
+    Prune {
+        /// Remove every image, not only dangling ones.
+        #[arg(long, short)]
+        all: bool,
+    },
+}
+
+/// What every command may need: configuration, environment, local store.
+pub struct Context {
+    pub config: config::Config,
+    pub home: std::path::PathBuf,
+    pub credentials: CredentialFiles,
+    pub output: Format,
+}
+
+impl Context {
+    fn env(&self) -> Env<'_> {
+        Env {
+            config: &self.config,
+            var: &var,
+            credentials: &self.credentials,
+        }
+    }
+
+    fn store(&self) -> anyhow::Result<LocalStore> {
+        Ok(LocalStore::open(self.home.join("store"))?)
+    }
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Runs the CLI with the process's arguments and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("agent: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("agent: {e:#}");
+            ExitCode::from(class_of(&e).exit_code())
+        }
+    }
+}
+
+/// Output cut short by its reader (`agent images | head`) is not a failure.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn init_logging() {
+    let level = var("AAC_LOG_LEVEL").unwrap_or_else(|| "warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "{level},h2=warn,hyper=warn,hyper_util=warn,reqwest=warn,rustls=warn"
+    ))
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
+
+/// The class of the first error in the chain that has one.
+fn class_of(e: &anyhow::Error) -> Class {
+    for cause in e.chain() {
+        if let Some(e) = cause.downcast_ref::<agent_registry_images::Error>() {
+            return e.class();
+        }
+        if let Some(e) = cause.downcast_ref::<agent_registry_client::Error>() {
+            return e.class();
+        }
+    }
+    Class::Other
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let home = config::home(&var);
+    let config = config::Config::load(&home.join("config.yaml"), &var)?;
+    let ctx = Context {
+        config,
+        home,
+        credentials: CredentialFiles::from_env(),
+        output: cli.output,
+    };
+    match cli.command {
+        Command::Push {
+            image,
+            registry,
+            all_tags,
+            quiet,
+        } => commands::transfer::push(&ctx, &image, &registry, all_tags, quiet).await,
+        Command::Pull {
+            image,
+            registry,
+            platform,
+            quiet,
+        } => commands::transfer::pull(&ctx, &image, &registry, platform, quiet).await,
+        Command::Images {
+            name,
+            filter,
+            all,
+            quiet,
+        } => commands::local::images(&ctx, name, &filter, all, quiet),
+        Command::Tag {
+            source,
+            target,
+            semver,
+            latest,
+            sha,
+        } => commands::local::tag(
+            &ctx,
+            &source,
+            target.as_deref(),
+            semver.as_deref(),
+            latest,
+            sha,
+        ),
+        Command::Rmi { images, force } => commands::local::rmi(&ctx, &images, force),
+        Command::Image(ImageCommand::Prune { all }) => commands::local::prune(&ctx, all),
+        Command::Inspect { images } => commands::local::inspect(&ctx, &images),
+        Command::Login {
+            registry,
+            username,
+            password,
+            password_stdin,
+        } => commands::login::login(&ctx, &registry, username, password, password_stdin).await,
+        Command::Logout { registry } => commands::login::logout(&ctx, &registry),
+    }
+}

@@ -1,0 +1,233 @@
+//! `agent` with other tools: the reference docker-registry behind htpasswd Basic auth, and
+//! images moving between `agent`, docker and skopeo. Ignored by default: they need the
+//! packages scripts/test installs (docker-registry, apache2-utils, docker.io, skopeo) and
+//! a running dockerd.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use agent_registry_server::testing::TestServer;
+
+use crate::support::{Agent, noise, push_image};
+
+/// docker-registry on a free port, requiring `user`/`secret` by htpasswd.
+struct ReferenceRegistry {
+    host: String,
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+async fn reference_registry_with_htpasswd() -> ReferenceRegistry {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let host = format!("127.0.0.1:{port}");
+    let htpasswd = dir.path().join("htpasswd");
+    let out = std::process::Command::new("htpasswd")
+        .args(["-Bbn", "user", "secret"])
+        .output()
+        .expect("htpasswd is installed (apache2-utils; scripts/test installs it)");
+    std::fs::write(&htpasswd, out.stdout).expect("write htpasswd");
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog: {{level: warn, accesslog: {{disabled: true}}}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\nhttp: {{addr: {host}}}\nauth:\n  htpasswd: {{realm: test, path: {}}}\n",
+            dir.path().join("data").display(),
+            htpasswd.display()
+        ),
+    )
+    .expect("write config");
+    let child = tokio::process::Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("docker-registry is installed (scripts/test installs it)");
+    for _ in 0..100 {
+        if reqwest::get(format!("http://{host}/v2/")).await.is_ok() {
+            return ReferenceRegistry {
+                host,
+                _child: child,
+                _dir: dir,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("docker-registry did not start on {host}");
+}
+
+async fn run(program: &str, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{program} could not start ({e}); scripts/test installs it"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{program} {} failed:\n{stdout}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs docker-registry and htpasswd: run scripts/test"]
+async fn basic_auth_against_the_reference_registry() {
+    let reference = reference_registry_with_htpasswd().await;
+    let ours = TestServer::start().await;
+    push_image(&ours.url, "src", "1", &[noise(100_000, 12)]).await;
+    let mut agent = Agent::new();
+    agent
+        .run(&["pull", "-q", &format!("{}/src:1", ours.host())])
+        .await
+        .ok();
+    let target = format!("{}/auth/agent:1", reference.host);
+    agent
+        .run(&["tag", &format!("{}/src:1", ours.host()), &target])
+        .await
+        .ok();
+
+    let anonymous = agent.run(&["push", &target]).await;
+    assert_eq!(anonymous.code, 3, "{}", anonymous.stderr);
+    assert!(
+        anonymous.stderr.starts_with(&format!(
+            "agent: authentication failed for {}",
+            reference.host
+        )),
+        "{}",
+        anonymous.stderr
+    );
+    assert!(
+        anonymous.stderr.contains("agent login"),
+        "says what to do: {}",
+        anonymous.stderr
+    );
+
+    let wrong = agent
+        .run_with_stdin(
+            &["login", &reference.host, "-u", "user", "--password-stdin"],
+            "nope\n",
+        )
+        .await;
+    assert_eq!(wrong.code, 3, "{}", wrong.stderr);
+
+    agent
+        .run_with_stdin(
+            &["login", &reference.host, "-u", "user", "--password-stdin"],
+            "secret\n",
+        )
+        .await
+        .ok();
+    let saved = std::fs::read_to_string(agent.home.path().join("docker/config.json"))
+        .expect("credentials saved where docker keeps them");
+    assert!(saved.contains(&reference.host), "{saved}");
+
+    agent.run(&["push", "-q", &target]).await.ok();
+    agent.run(&["rmi", &target]).await.ok();
+    agent.run(&["pull", "-q", &target]).await.ok();
+
+    agent.run(&["logout", &reference.host]).await.ok();
+    let after = agent.run(&["pull", &target]).await;
+    assert_eq!(after.code, 3, "{}", after.stderr);
+
+    // The environment's credentials work without a login.
+    agent
+        .env("DOCKER_USERNAME", "user")
+        .env("DOCKER_PASSWORD", "secret");
+    agent.run(&["pull", "-q", &target]).await.ok();
+}
+
+/// A root filesystem tarball with a static busybox and a marker file.
+async fn rootfs_tar(dir: &Path, marker: &str) -> std::path::PathBuf {
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).expect("mkdir");
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is installed");
+    std::fs::write(root.join("marker.txt"), marker).expect("marker");
+    let tar = dir.join("rootfs.tar");
+    run(
+        "tar",
+        &[
+            "-C",
+            &root.to_string_lossy(),
+            "-cf",
+            &tar.to_string_lossy(),
+            ".",
+        ],
+    )
+    .await;
+    tar
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs docker with dockerd running and skopeo: run scripts/test"]
+async fn images_move_between_agent_docker_and_skopeo() {
+    let server = TestServer::start().await;
+    let host = server.host().to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tar = rootfs_tar(dir.path(), "from-docker").await;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let by_docker = format!("{host}/interop/by-docker:{nanos}");
+    run("docker", &["import", &tar.to_string_lossy(), &by_docker]).await;
+    run("docker", &["push", "-q", &by_docker]).await;
+    run("docker", &["rmi", &by_docker]).await;
+
+    // docker -> agent: agent pulls what docker pushed, and pushes it back under a new name.
+    let agent = Agent::new();
+    agent.run(&["pull", "-q", &by_docker]).await.ok();
+    let by_agent = format!("{host}/interop/by-agent:1");
+    agent.run(&["tag", &by_docker, &by_agent]).await.ok();
+    agent.run(&["push", "-q", &by_agent]).await.ok();
+
+    // agent -> docker: the image runs.
+    run("docker", &["pull", "-q", &by_agent]).await;
+    let out = run(
+        "docker",
+        &[
+            "run",
+            "--rm",
+            &by_agent,
+            "/bin/busybox",
+            "cat",
+            "/marker.txt",
+        ],
+    )
+    .await;
+    assert_eq!(out, "from-docker");
+    run("docker", &["rmi", &by_agent]).await;
+
+    // agent -> skopeo, and the local store is an OCI layout skopeo reads.
+    let copied = dir.path().join("copied");
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{by_agent}"),
+            &format!("oci:{}:x", copied.display()),
+        ],
+    )
+    .await;
+    // The local store is an OCI layout that skopeo reads (for OCI manifests: skopeo's `oci:`
+    // transport skips descriptors with Docker media types, which we keep as pulled).
+    push_image(&server.url, "interop/oci", "v7", &[noise(1000, 13)]).await;
+    agent
+        .run(&["pull", "-q", &format!("{host}/interop/oci:v7")])
+        .await
+        .ok();
+    let inspect = run(
+        "skopeo",
+        &["inspect", &format!("oci:{}:v7", agent.store().display())],
+    )
+    .await;
+    assert!(inspect.contains("\"Architecture\": \"amd64\""), "{inspect}");
+}

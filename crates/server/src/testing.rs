@@ -1,0 +1,89 @@
+//! A real server for other crates' tests (feature `testing`): [`TestServer`] serves on
+//! 127.0.0.1:<random port> over a temporary directory, in-process, and stops when dropped.
+
+use std::path::{Path, PathBuf};
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::Config;
+
+pub struct TestServer {
+    pub url: String,
+    root: PathBuf,
+    dir: Option<tempfile::TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with a configuration adjusted by `tweak` (fsync is off unless it turns it on).
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Self::serve(dir.path(), tweak).await;
+        s.dir = Some(dir);
+        s
+    }
+
+    async fn serve(root: &Path, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = Config {
+            root: root.to_owned(),
+            ..Config::default()
+        };
+        config.storage.fsync = false;
+        config.shutdown_grace_secs = 5;
+        tweak(&mut config);
+        let state = crate::AppState::open(config).expect("open stores");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(crate::run(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            url,
+            root: root.to_owned(),
+            dir: None,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// The `host:port` docker-style clients want.
+    pub fn host(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
+    /// Stops the server gracefully and starts a new one over the same storage.
+    pub async fn restart(mut self) -> TestServer {
+        self.shutdown().await;
+        let mut next = Self::serve(&self.root, |_| {}).await;
+        next.dir = self.dir.take();
+        next
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
