@@ -177,6 +177,8 @@ pub(crate) struct Authenticator {
     credential: Mutex<Credential>,
     /// `Authorization` header values, keyed by the scopes they were granted for.
     cache: Mutex<HashMap<String, (String, Instant)>>,
+    /// Held while a challenge is answered, so tasks that are refused together fetch one token.
+    answering: tokio::sync::Mutex<()>,
 }
 
 /// Tokens without `expires_in` last 60 seconds, per the token specification.
@@ -187,6 +189,7 @@ impl Authenticator {
         Authenticator {
             credential: Mutex::new(credential),
             cache: Mutex::new(HashMap::new()),
+            answering: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -203,24 +206,35 @@ impl Authenticator {
 
     /// The header to send for `scope_key`, from the cache or the credential itself.
     pub(crate) fn header(&self, scope_key: &str) -> Option<String> {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((value, expires)) = cache.get(scope_key)
-            && Instant::now() < *expires
-        {
-            return Some(value.clone());
-        }
-        drop(cache);
-        self.credential().preemptive_header()
+        self.cached(scope_key)
+            .or_else(|| self.credential().preemptive_header())
     }
 
-    /// Answers `challenge` for `scopes`; the header to retry with, cached under `scope_key`.
+    fn cached(&self, scope_key: &str) -> Option<String> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(scope_key)
+            .filter(|(_, expires)| Instant::now() < *expires)
+            .map(|(value, _)| value.clone())
+    }
+
+    /// Answers `challenge` for `scopes` after `refused` was refused; returns the header to
+    /// retry with, cached under `scope_key`. If another task got a new one meanwhile, that is
+    /// the answer.
     pub(crate) async fn answer(
         &self,
         http: &reqwest::Client,
         challenge: &Challenge,
         scopes: &[String],
         scope_key: &str,
+        refused: Option<&str>,
     ) -> Result<Option<String>, TokenError> {
+        let _one_at_a_time = self.answering.lock().await;
+        if let Some(fresh) = self.cached(scope_key)
+            && Some(fresh.as_str()) != refused
+        {
+            return Ok(Some(fresh));
+        }
         let credential = self.credential();
         let (value, lifetime) = match challenge {
             Challenge::Basic => match credential.basic_header() {
@@ -265,14 +279,6 @@ impl Authenticator {
             .unwrap_or_else(|p| p.into_inner())
             .insert(scope_key.to_owned(), (value.clone(), expires));
         Ok(Some(value))
-    }
-
-    /// Forgets cached tokens, after the registry refused one.
-    pub(crate) fn forget(&self, scope_key: &str) {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(scope_key);
     }
 
     async fn fetch_token(

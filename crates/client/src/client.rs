@@ -158,7 +158,8 @@ impl Client {
         let mut answered = false;
         loop {
             let mut request = build(&inner.http);
-            if let Some(h) = inner.auth.header(&key) {
+            let sent = inner.auth.header(&key);
+            if let Some(h) = &sent {
                 request = request.header(AUTHORIZATION, h);
             }
             let response = match request.send().await {
@@ -176,9 +177,8 @@ impl Client {
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && !answered {
                 answered = true;
-                inner.auth.forget(&key);
                 if self
-                    .answer_challenge(response.headers(), scopes, &key)
+                    .answer_challenge(response.headers(), scopes, &key, sent.as_deref())
                     .await?
                 {
                     continue;
@@ -207,6 +207,7 @@ impl Client {
         headers: &HeaderMap,
         scopes: &[String],
         key: &str,
+        refused: Option<&str>,
     ) -> Result<bool> {
         let Some(challenge) = headers
             .get(WWW_AUTHENTICATE)
@@ -218,7 +219,7 @@ impl Client {
         let answered = self
             .inner
             .auth
-            .answer(&self.inner.http, &challenge, scopes, key)
+            .answer(&self.inner.http, &challenge, scopes, key, refused)
             .await;
         match answered {
             Ok(header) => Ok(header.is_some()),
@@ -390,9 +391,20 @@ impl Client {
 
     /// The size of a blob if the repository has it.
     pub async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
+        self.blob_size_as(repo, digest, "pull").await
+    }
+
+    /// [`Client::blob_size`] asking for a token for `actions`: a push asks for `pull,push`
+    /// from the first request, so one token serves it all.
+    pub(crate) async fn blob_size_as(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        actions: &str,
+    ) -> Result<Option<u64>> {
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
         let response = self
-            .send(&[scope(repo, "pull")], |http| http.head(url.clone()))
+            .send(&[scope(repo, actions)], |http| http.head(url.clone()))
             .await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);

@@ -45,7 +45,7 @@ impl Client {
         mount_from: Option<&str>,
         progress: Arc<dyn Progress>,
     ) -> Result<BlobPushed> {
-        if self.blob_size(repo, digest).await? == Some(size) {
+        if self.blob_size_as(repo, digest, "pull,push").await? == Some(size) {
             progress.set_position(size);
             return Ok(BlobPushed::Existed);
         }

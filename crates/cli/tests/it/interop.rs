@@ -9,35 +9,46 @@ use std::time::Duration;
 
 use agent_registry_server::testing::TestServer;
 
-use crate::support::{Agent, noise, push_image};
+use std::sync::atomic::Ordering;
 
-/// docker-registry on a free port, requiring `user`/`secret` by htpasswd.
+use crate::support::{Agent, noise, push_image};
+use crate::token::{REFRESH_TOKEN, TokenService};
+
+/// docker-registry on a free port with the given `auth:` section.
 struct ReferenceRegistry {
     host: String,
     _child: tokio::process::Child,
     _dir: tempfile::TempDir,
 }
 
+/// docker-registry requiring `user`/`secret` by htpasswd (Basic).
 async fn reference_registry_with_htpasswd() -> ReferenceRegistry {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let host = format!("127.0.0.1:{port}");
     let htpasswd = dir.path().join("htpasswd");
     let out = std::process::Command::new("htpasswd")
         .args(["-Bbn", "user", "secret"])
         .output()
         .expect("htpasswd is installed (apache2-utils; scripts/test installs it)");
     std::fs::write(&htpasswd, out.stdout).expect("write htpasswd");
+    let auth = format!(
+        "auth:\n  htpasswd: {{realm: test, path: {}}}\n",
+        htpasswd.display()
+    );
+    reference_registry(dir, &auth).await
+}
+
+async fn reference_registry(dir: tempfile::TempDir, auth: &str) -> ReferenceRegistry {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let host = format!("127.0.0.1:{port}");
     let config = dir.path().join("config.yml");
     std::fs::write(
         &config,
         format!(
-            "version: 0.1\nlog: {{level: warn, accesslog: {{disabled: true}}}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\nhttp: {{addr: {host}}}\nauth:\n  htpasswd: {{realm: test, path: {}}}\n",
+            "version: 0.1\nlog: {{level: warn, accesslog: {{disabled: true}}}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\nhttp: {{addr: {host}}}\n{auth}",
             dir.path().join("data").display(),
-            htpasswd.display()
         ),
     )
     .expect("write config");
@@ -62,6 +73,21 @@ async fn reference_registry_with_htpasswd() -> ReferenceRegistry {
     panic!("docker-registry did not start on {host}");
 }
 
+/// An agent holding `{ours}/src:1` locally, tagged as `target` too.
+async fn agent_with_image(ours: &TestServer, target: &str) -> Agent {
+    push_image(&ours.url, "src", "1", &[noise(100_000, 12)]).await;
+    let agent = Agent::new();
+    agent
+        .run(&["pull", "-q", &format!("{}/src:1", ours.host())])
+        .await
+        .ok();
+    agent
+        .run(&["tag", &format!("{}/src:1", ours.host()), target])
+        .await
+        .ok();
+    agent
+}
+
 async fn run(program: &str, args: &[&str]) -> String {
     let out = tokio::process::Command::new(program)
         .args(args)
@@ -83,17 +109,8 @@ async fn run(program: &str, args: &[&str]) -> String {
 async fn basic_auth_against_the_reference_registry() {
     let reference = reference_registry_with_htpasswd().await;
     let ours = TestServer::start().await;
-    push_image(&ours.url, "src", "1", &[noise(100_000, 12)]).await;
-    let mut agent = Agent::new();
-    agent
-        .run(&["pull", "-q", &format!("{}/src:1", ours.host())])
-        .await
-        .ok();
     let target = format!("{}/auth/agent:1", reference.host);
-    agent
-        .run(&["tag", &format!("{}/src:1", ours.host()), &target])
-        .await
-        .ok();
+    let mut agent = agent_with_image(&ours, &target).await;
 
     let anonymous = agent.run(&["push", &target]).await;
     assert_eq!(anonymous.code, 3, "{}", anonymous.stderr);
@@ -143,6 +160,82 @@ async fn basic_auth_against_the_reference_registry() {
         .env("DOCKER_USERNAME", "user")
         .env("DOCKER_PASSWORD", "secret");
     agent.run(&["pull", "-q", &target]).await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs docker-registry and openssl: run scripts/test"]
+async fn bearer_tokens_and_oauth2_against_the_reference_registry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = TokenService::start(dir.path()).await;
+    let reference = reference_registry(dir, &tokens.registry_auth_yaml()).await;
+    let ours = TestServer::start().await;
+    let target = format!("{}/bearer/agent:1", reference.host);
+    let agent = agent_with_image(&ours, &target).await;
+
+    let anonymous = agent.run(&["push", &target]).await;
+    assert_eq!(anonymous.code, 3, "{}", anonymous.stderr);
+    assert!(
+        anonymous.stderr.starts_with(&format!(
+            "agent: authentication failed for {}",
+            reference.host
+        )),
+        "{}",
+        anonymous.stderr
+    );
+
+    // Basic credentials are exchanged for a token (GET), once per scope, not per request.
+    agent
+        .run_with_stdin(
+            &["login", &reference.host, "-u", "user", "--password-stdin"],
+            "secret\n",
+        )
+        .await
+        .ok();
+    let before = tokens.gets.load(Ordering::SeqCst);
+    let pushed = agent
+        .run(&["push", &target, "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(pushed["uploaded"], 2, "{pushed}");
+    let exchanges = tokens.gets.load(Ordering::SeqCst) - before;
+    assert!(
+        (1..=2).contains(&exchanges),
+        "{exchanges} token requests for a push of 2 blobs and a manifest"
+    );
+    agent.run(&["rmi", &target]).await.ok();
+    agent.run(&["pull", "-q", &target]).await.ok();
+    agent.run(&["logout", &reference.host]).await.ok();
+
+    // OAuth2 profiles: a password grant, then a refresh token, both by POST.
+    std::fs::write(
+        agent.aac_home().join("config.yaml"),
+        format!(
+            "registries:\n  password:\n    url: http://{h}\n    auth: {{type: oauth2, username: user, password: secret}}\n  refresh:\n    url: http://{h}\n    auth: {{type: oauth2, refresh_token: {REFRESH_TOKEN}}}\n  stale:\n    url: http://{h}\n    auth: {{type: oauth2, refresh_token: expired}}\n",
+            h = reference.host
+        ),
+    )
+    .expect("config");
+    for profile in ["password", "refresh"] {
+        let posts = tokens.posts.load(Ordering::SeqCst);
+        agent
+            .run(&["pull", "-q", "bearer/agent:1", "--profile", profile])
+            .await
+            .ok();
+        assert!(
+            tokens.posts.load(Ordering::SeqCst) > posts,
+            "{profile} used the OAuth2 POST"
+        );
+    }
+    let stale = agent
+        .run(&["pull", "bearer/agent:1", "--profile", "stale"])
+        .await;
+    assert_eq!(stale.code, 3, "{}", stale.stderr);
+    assert!(
+        stale.stderr.contains("bad grant"),
+        "carries the token service's words: {}",
+        stale.stderr
+    );
 }
 
 /// A root filesystem tarball with a static busybox and a marker file.

@@ -4,4 +4,5 @@
 mod faults;
 mod interop;
 mod support;
+mod token;
 mod workflow;
