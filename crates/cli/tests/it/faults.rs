@@ -187,3 +187,49 @@ async fn a_full_disk_is_exit_6_and_leaves_the_store_usable() {
         .await
         .ok();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "mounts a tmpfs: needs root; run scripts/test"]
+async fn a_full_registry_is_exit_6() {
+    let source = TestServer::start().await;
+    push_image(&source.url, "big", "1", &[noise(6 << 20, 14)]).await;
+    let agent = Agent::new();
+    agent
+        .run(&["pull", "-q", &format!("{}/big:1", source.host())])
+        .await
+        .ok();
+
+    let root = tempfile::tempdir().expect("tempdir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(root.path())
+        .status()
+        .expect("mount");
+    assert!(mounted.success(), "mount a 4 MiB tmpfs (needs root)");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(root.path().to_owned());
+    let full = TestServer::start_with(|c| c.root = root.path().join("data")).await;
+
+    let r = agent
+        .run(&[
+            "push",
+            &format!("{}/big:1", source.host()),
+            "--registry",
+            &full.url,
+        ])
+        .await;
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with(&format!(
+            "agent: insufficient storage space: registry {} has no room",
+            full.host()
+        )),
+        "{}",
+        r.stderr
+    );
+}

@@ -155,6 +155,45 @@ async fn basic_auth_against_the_reference_registry() {
     let after = agent.run(&["pull", &target]).await;
     assert_eq!(after.code, 3, "{}", after.stderr);
 
+    // With `credsStore` set, login and lookups go through the docker-credential helper.
+    let bin = agent.home.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let helper = bin.join("docker-credential-agenttest");
+    std::fs::write(
+        &helper,
+        "#!/bin/sh\nstore=\"$(dirname \"$0\")/stored.json\"\ncase \"$1\" in\n  store) cat > \"$store\" ;;\n  get) read server; if [ -f \"$store\" ] && grep -q \"\\\"$server\\\"\" \"$store\"; then cat \"$store\"; else echo 'credentials not found in native keychain'; exit 1; fi ;;\n  erase) rm -f \"$store\" ;;\nesac\n",
+    )
+    .expect("helper");
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    std::fs::write(
+        agent.home.path().join("docker/config.json"),
+        r#"{"credsStore":"agenttest"}"#,
+    )
+    .expect("docker config");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    agent.env("PATH", &path);
+    agent
+        .run_with_stdin(
+            &["login", &reference.host, "-u", "user", "--password-stdin"],
+            "secret\n",
+        )
+        .await
+        .ok();
+    let stored = std::fs::read_to_string(bin.join("stored.json")).expect("the helper stored it");
+    assert!(stored.contains("\"Username\":\"user\""), "{stored}");
+    agent.run(&["pull", "-q", &target]).await.ok();
+    agent.run(&["logout", &reference.host]).await.ok();
+    assert!(
+        !bin.join("stored.json").exists(),
+        "logout erased it through the helper"
+    );
+    std::fs::write(agent.home.path().join("docker/config.json"), "{}").expect("reset");
+
     // The environment's credentials work without a login.
     agent
         .env("DOCKER_USERNAME", "user")

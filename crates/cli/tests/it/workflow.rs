@@ -310,3 +310,38 @@ async fn usage_errors_exit_2_with_help() {
         bad.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_pulling_into_one_store_at_once_all_succeed() {
+    let server = TestServer::start().await;
+    let host = server.host().to_owned();
+    let shared = noise(2 << 20, 20);
+    push_image(&server.url, "c", "1", &[shared.clone(), noise(1 << 20, 21)]).await;
+    push_image(&server.url, "c", "2", &[shared, noise(1 << 20, 22)]).await;
+    let agent = Agent::new();
+    let one = format!("{host}/c:1");
+    let two = format!("{host}/c:2");
+    let runs = [
+        agent.command(&["pull", "-q", &one]).output(),
+        agent.command(&["pull", "-q", &one]).output(),
+        agent.command(&["pull", "-q", &two]).output(),
+    ];
+    for out in futures_util::future::join_all(runs).await {
+        let out = out.expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let listed = agent.run(&["images", "-o", "json"]).await.ok().json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    // 2 configs, 1 shared layer, 2 own layers, 2 manifests; no partial downloads left.
+    let blobs = crate::support::files_under(&agent.store().join("blobs"));
+    assert_eq!(blobs.len(), 7, "{blobs:?}");
+    let partials: Vec<_> = crate::support::files_under(&agent.store().join("ingest"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "partial"))
+        .collect();
+    assert!(partials.is_empty(), "{partials:?}");
+}
