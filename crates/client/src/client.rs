@@ -152,6 +152,26 @@ impl Client {
         scopes: &[String],
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response> {
+        self.send_with(scopes, &self.inner.options.retry, build)
+            .await
+    }
+
+    /// [`Client::send`] without retrying: for upload requests, whose retry depends on what
+    /// the registry kept of the failed one (see `push`). Challenges are still answered.
+    pub(crate) async fn send_once(
+        &self,
+        scopes: &[String],
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response> {
+        self.send_with(scopes, &RetryPolicy::none(), build).await
+    }
+
+    async fn send_with(
+        &self,
+        scopes: &[String],
+        retry: &RetryPolicy,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response> {
         let inner = &self.inner;
         let key = scopes.join(" ");
         let mut attempt = 1;
@@ -164,7 +184,7 @@ impl Client {
             }
             let response = match request.send().await {
                 Ok(r) => r,
-                Err(e) => match inner.options.retry.backoff(attempt, None) {
+                Err(e) => match retry.backoff(attempt, None) {
                     Some(wait) => {
                         tracing::debug!(attempt, ?wait, error = %error_chain(&e), "retrying");
                         tokio::time::sleep(wait).await;
@@ -186,10 +206,7 @@ impl Client {
                 return Err(self.status_error("the request", response).await);
             }
             if retry::is_retryable(status)
-                && let Some(wait) = inner
-                    .options
-                    .retry
-                    .backoff(attempt, retry::retry_after(response.headers()))
+                && let Some(wait) = retry.backoff(attempt, retry::retry_after(response.headers()))
             {
                 tracing::debug!(attempt, ?wait, %status, "retrying");
                 tokio::time::sleep(wait).await;

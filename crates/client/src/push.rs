@@ -123,7 +123,7 @@ impl Client {
             progress.set_position(0);
             let p = progress.clone();
             let result = self
-                .send(&[scope(repo, "pull,push")], |http| {
+                .send_once(&[scope(repo, "pull,push")], |http| {
                     http.put(url.clone())
                         .header(CONTENT_TYPE, "application/octet-stream")
                         .header(CONTENT_LENGTH, size)
@@ -136,7 +136,7 @@ impl Client {
                     return Err(self.status_error(&what, response).await);
                 }
                 other => {
-                    let Some(wait) = retry.backoff(attempt, None) else {
+                    let Some(wait) = retry.backoff(attempt, retry_hint(&other)) else {
                         return match other {
                             Ok(response) => Err(self.status_error(&what, response).await),
                             Err(e) => Err(e),
@@ -176,7 +176,7 @@ impl Client {
             let p = progress.clone();
             let url = location.clone();
             let result = self
-                .send(&scopes, |http| {
+                .send_once(&scopes, |http| {
                     http.patch(url.clone())
                         .header(CONTENT_TYPE, "application/octet-stream")
                         .header(CONTENT_LENGTH, len)
@@ -199,7 +199,7 @@ impl Client {
                 }
                 other => {
                     failures += 1;
-                    let Some(wait) = retry.backoff(failures, None) else {
+                    let Some(wait) = retry.backoff(failures, retry_hint(&other)) else {
                         return match other {
                             Ok(response) => Err(self.status_error(&what, response).await),
                             Err(e) => Err(e),
@@ -240,6 +240,14 @@ impl Client {
             .unwrap_or_else(|_| location.clone());
         Ok((location, next))
     }
+}
+
+/// The server's `Retry-After`, when it answered at all.
+fn retry_hint(result: &Result<reqwest::Response>) -> Option<std::time::Duration> {
+    result
+        .as_ref()
+        .ok()
+        .and_then(|r| crate::retry::retry_after(r.headers()))
 }
 
 /// `len` bytes of the file at `path` from `offset`, opened when the body is first polled,

@@ -143,6 +143,35 @@ async fn an_interrupted_pull_resumes_without_corrupting_the_store() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_push_cut_off_mid_chunk_resumes_and_the_blob_is_intact() {
+    let source = TestServer::start().await;
+    // Above the 64 MiB a single PUT carries, so the layer goes up in PATCHed chunks.
+    let layer = noise(80 << 20, 15);
+    let layer_digest = sha256(&layer);
+    push_image(&source.url, "big", "1", std::slice::from_ref(&layer)).await;
+    let agent = Agent::new();
+    let name = format!("{}/big:1", source.host());
+    agent.run(&["pull", "-q", &name]).await.ok();
+
+    let dest = TestServer::start().await;
+    let proxy = FaultProxy::start(&dest.url, Fault::CutUploadOnceAfter(20 << 20)).await;
+    agent
+        .run(&["push", "-q", &name, "--registry", &proxy.url])
+        .await
+        .ok();
+    let pulled = reqwest::get(format!("{}/v2/big/blobs/{layer_digest}", dest.url))
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("body");
+    assert!(
+        pulled.len() == layer.len() && pulled[..] == layer[..],
+        "the layer arrived whole"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 #[ignore = "mounts a tmpfs: needs root; run scripts/test"]
 async fn a_full_disk_is_exit_6_and_leaves_the_store_usable() {
     let server = TestServer::start().await;

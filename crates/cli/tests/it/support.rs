@@ -198,6 +198,9 @@ pub enum Fault {
     AlwaysRateLimit,
     /// Forward, but pass responses on at about this many bytes per second.
     Throttle(usize),
+    /// Forward, but once this many request bytes have gone upstream (over all connections),
+    /// drop that connection mid-request, once.
+    CutUploadOnceAfter(u64),
 }
 
 /// A TCP proxy in front of a registry, with a fault. Counts the response bytes it passes.
@@ -222,13 +225,15 @@ impl FaultProxy {
         let limited = Arc::new(AtomicUsize::new(0));
         let forwarded = Arc::new(AtomicU64::new(0));
         let counted = forwarded.clone();
+        let sent = Arc::new(AtomicU64::new(0));
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let upstream = upstream.clone();
                 let limited = limited.clone();
                 let counted = counted.clone();
+                let sent = sent.clone();
                 tokio::spawn(async move {
-                    let _ = serve(client, &upstream, fault, &limited, &counted).await;
+                    let _ = serve(client, &upstream, fault, &limited, &counted, sent).await;
                 });
             }
         });
@@ -250,6 +255,7 @@ async fn serve(
     fault: Fault,
     limited: &AtomicUsize,
     forwarded: &AtomicU64,
+    sent: Arc<AtomicU64>,
 ) -> std::io::Result<()> {
     // Read the first request's head, to answer it when refusing.
     let mut head = Vec::new();
@@ -264,7 +270,7 @@ async fn serve(
     let refuse = match fault {
         Fault::RateLimitFirst(n) => limited.fetch_add(1, Ordering::SeqCst) < n,
         Fault::AlwaysRateLimit => true,
-        Fault::Throttle(_) => false,
+        Fault::Throttle(_) | Fault::CutUploadOnceAfter(_) => false,
     };
     if refuse {
         let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#;
@@ -280,10 +286,32 @@ async fn serve(
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
     // Later requests on a kept-alive connection pass through without being looked at.
-    let up = tokio::spawn(async move { tokio::io::copy(&mut cr, &mut sw).await });
+    let cut = Arc::new(tokio::sync::Notify::new());
+    let cutter = cut.clone();
+    let up = tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = cr.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(());
+            }
+            let before = sent.fetch_add(n as u64, Ordering::SeqCst);
+            if let Fault::CutUploadOnceAfter(limit) = fault
+                && before < limit
+                && before + n as u64 >= limit
+            {
+                cutter.notify_one();
+                return Ok(());
+            }
+            sw.write_all(&buf[..n]).await?;
+        }
+    });
     let mut buf = vec![0u8; 16 << 10];
     loop {
-        let n = sr.read(&mut buf).await?;
+        let n = tokio::select! {
+            read = sr.read(&mut buf) => read?,
+            () = cut.notified() => break,
+        };
         if n == 0 {
             break;
         }
