@@ -140,7 +140,7 @@ Examples:
         #[arg(long, short)]
         force: bool,
     },
-    /// Manage images (`agent image prune`).
+    /// Manage images (`agent image prune`, `ensure`, `runtimes`).
     #[command(subcommand)]
     Image(ImageCommand),
     /// Show an image's manifest, config and local details as JSON.
@@ -176,6 +176,52 @@ enum ImageCommand {
         /// Remove every image, not only dangling ones.
         #[arg(long, short)]
         all: bool,
+    },
+    /// Make sure an image is in the local store, as a node does before running an agent.
+    #[command(after_help = "Pull policies:
+  always   ask the registry every time (layers already here are not downloaded again)
+  missing  use the local copy if there is one (Kubernetes' IfNotPresent; the default)
+  never    use the local copy or fail at once, with no network call
+
+Failures exit with the class's code: 4 image not found, 3 authentication failed,
+5 network (including --timeout), 7 rate limited, 6 disk full.
+
+Examples:
+  agent image ensure localhost:5000/team/summarizer:1.0 --pull always
+  agent image ensure --runtime python:3.11 --events events.jsonl --execution-id run-42
+  agent image ensure summarizer:1.0 --pull never -o json")]
+    Ensure {
+        /// The image (or give --runtime).
+        image: Option<String>,
+        /// Resolve LANGUAGE:VERSION through the runtime table instead of naming an image.
+        #[arg(long, value_name = "LANGUAGE:VERSION", conflicts_with = "image")]
+        runtime: Option<String>,
+        /// A runtime table to use instead of the built-in one.
+        #[arg(long, value_name = "FILE")]
+        runtime_registry: Option<std::path::PathBuf>,
+        #[arg(long = "pull", value_name = "POLICY", default_value = "missing")]
+        policy: agent_registry_images::PullPolicy,
+        /// Append image events as JSON lines to FILE (- for stderr).
+        #[arg(long, value_name = "FILE")]
+        events: Option<String>,
+        /// Execution ID carried by every event.
+        #[arg(long, value_name = "ID")]
+        execution_id: Option<String>,
+        /// Give up a pull that has not finished after this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// List the runtime table: language and version to base image.
+    #[command(
+        after_help = "Examples:\n  agent image runtimes\n  agent image runtimes --runtime-registry runtime-registry.yaml -o json"
+    )]
+    Runtimes {
+        #[arg(long, value_name = "FILE")]
+        runtime_registry: Option<std::path::PathBuf>,
     },
 }
 
@@ -265,6 +311,9 @@ fn class_of(e: &anyhow::Error) -> Class {
         if let Some(e) = cause.downcast_ref::<agent_registry_client::Error>() {
             return e.class();
         }
+        if let Some(f) = cause.downcast_ref::<agent_registry_images::PullFailure>() {
+            return f.kind.class();
+        }
     }
     Class::Other
 }
@@ -313,6 +362,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ),
         Command::Rmi { images, force } => commands::local::rmi(&ctx, &images, force),
         Command::Image(ImageCommand::Prune { all }) => commands::local::prune(&ctx, all),
+        Command::Image(ImageCommand::Ensure {
+            image,
+            runtime,
+            runtime_registry,
+            policy,
+            events,
+            execution_id,
+            timeout,
+            registry,
+            quiet,
+        }) => {
+            commands::node::ensure(
+                &ctx,
+                commands::node::EnsureArgs {
+                    image: image.as_deref(),
+                    runtime: runtime.as_deref(),
+                    runtime_registry: runtime_registry.as_deref(),
+                    policy,
+                    events: events.as_deref(),
+                    execution_id: execution_id.as_deref(),
+                    timeout,
+                    registry: &registry,
+                    quiet,
+                },
+            )
+            .await
+        }
+        Command::Image(ImageCommand::Runtimes { runtime_registry }) => {
+            commands::node::runtimes(&ctx, runtime_registry.as_deref())
+        }
         Command::Inspect { images } => commands::local::inspect(&ctx, &images),
         Command::Login {
             registry,

@@ -331,3 +331,27 @@ async fn push_manifest_tree(
     }
     Ok(())
 }
+
+/// The image stored under `name`, described as a pull that moved nothing.
+pub fn stored(store: &LocalStore, name: &str) -> Result<Option<Pulled>> {
+    let Some(entry) = store
+        .entries()?
+        .into_iter()
+        .find(|e| e.name() == Some(name))
+    else {
+        return Ok(None);
+    };
+    let parts = Parts::parse(name, &store.read_blob(&entry.digest)?)?;
+    let id = match &parts {
+        Parts::Image { config, .. } => config.digest.clone(),
+        Parts::Index { .. } => entry.digest.clone(),
+    };
+    Ok(Some(Pulled {
+        name: name.to_owned(),
+        digest: entry.digest.clone(),
+        media_type: entry.media_type.clone(),
+        id,
+        size: entry.size + parts.content_size(),
+        source: PullSource::Cached,
+    }))
+}

@@ -345,3 +345,124 @@ async fn agents_pulling_into_one_store_at_once_all_succeed() {
         .collect();
     assert!(partials.is_empty(), "{partials:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_ensure_resolves_a_runtime_and_follows_the_pull_policy() {
+    let server = TestServer::start().await;
+    push_image(&server.url, "base/python", "3.12", &[noise(1000, 30)]).await;
+    let agent = Agent::new();
+    let table = agent.home.path().join("runtimes.yaml");
+    std::fs::write(
+        &table,
+        format!(
+            "apiVersion: aegis.ai/v1\nkind: RuntimeRegistry\nspec:\n  registry_url: {}\n  runtimes:\n    python:\n      \"3.11\": {{image: \"base/python:3.11\", deprecated: true}}\n      \"3.12\": {{image: \"base/python:3.12\"}}\n",
+            server.host()
+        ),
+    )
+    .expect("table");
+    let table = table.to_string_lossy().into_owned();
+    let events = agent.home.path().join("events.jsonl");
+    let events_arg = events.to_string_lossy().into_owned();
+    let ensure = |policy: &str| -> Vec<String> {
+        [
+            "image",
+            "ensure",
+            "--runtime",
+            "python:3.12",
+            "--runtime-registry",
+            &table,
+            "--pull",
+            policy,
+            "--events",
+            &events_arg,
+            "--execution-id",
+            "run-1",
+            "-o",
+            "json",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let run = |policy: &str| {
+        let args = ensure(policy);
+        let agent = &agent;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            agent.run(&args).await
+        }
+    };
+
+    let never = run("never").await;
+    assert_eq!(never.code, 4, "{}", never.stderr);
+    assert!(
+        never.stderr.contains("pull policy is Never"),
+        "{}",
+        never.stderr
+    );
+
+    let first = run("missing").await.ok().json();
+    assert_eq!(first["source"], "Downloaded");
+    assert_eq!(
+        first["image"],
+        format!("{}/base/python:3.12", server.host())
+    );
+    let again = run("never").await.ok().json();
+    assert_eq!(again["source"], "Cached");
+
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&events)
+        .expect("events")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let types: Vec<&str> = lines.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "ImagePullStarted",
+            "ImagePullFailed",
+            "ImagePullStarted",
+            "ImagePullCompleted",
+            "ImageCached",
+            "ImagePullStarted",
+            "ImagePullCompleted"
+        ]
+    );
+    assert!(lines.iter().all(|e| e["execution_id"] == "run-1"));
+
+    let deprecated = agent
+        .run(&[
+            "image",
+            "ensure",
+            "--runtime",
+            "python:3.11",
+            "--runtime-registry",
+            &table,
+            "--pull",
+            "never",
+        ])
+        .await;
+    assert!(
+        deprecated
+            .stderr
+            .contains("warning: python 3.11 is deprecated; supported versions: 3.12"),
+        "{}",
+        deprecated.stderr
+    );
+    let unknown = agent
+        .run(&["image", "ensure", "--runtime", "cobol:1"])
+        .await;
+    assert_eq!(unknown.code, 1);
+    assert!(
+        unknown
+            .stderr
+            .contains("available: go, javascript, python, rust, typescript"),
+        "{}",
+        unknown.stderr
+    );
+    let listed = agent
+        .run(&["image", "runtimes", "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(10));
+}
