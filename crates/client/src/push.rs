@@ -231,10 +231,12 @@ impl Client {
     ) -> Result<(Url, u64)> {
         let response = self.send(scopes, |http| http.get(location.clone())).await?;
         let response = self.check(what, response).await?;
+        // "0-0" means nothing as well as one byte (registries write 0-(size-1), floored at
+        // 0); resending one byte is safe, skipping one is not.
         let next = header_str(response.headers(), "range")
             .and_then(|r| r.rsplit_once('-'))
             .and_then(|(_, end)| end.trim().parse::<u64>().ok())
-            .map_or(0, |end| end + 1);
+            .map_or(0, |end| if end == 0 { 0 } else { end + 1 });
         let location = self
             .location(what, response.headers())
             .unwrap_or_else(|_| location.clone());
