@@ -140,7 +140,7 @@ Examples:
         #[arg(long, short)]
         force: bool,
     },
-    /// Manage images (`agent image prune`, `ensure`, `runtimes`).
+    /// Manage images (`agent image prune`, `ensure`, `precache`, `runtimes`).
     #[command(subcommand)]
     Image(ImageCommand),
     /// Show an image's manifest, config and local details as JSON.
@@ -166,6 +166,26 @@ Examples:
     },
     /// Remove saved credentials for a registry.
     Logout { registry: String },
+    /// Write images to an OCI archive (a tar skopeo reads as oci-archive:FILE:TAG).
+    #[command(after_help = "Example:\n  agent save summarizer:1.0 tools:2 -O images.tar")]
+    Save {
+        #[arg(required = true)]
+        images: Vec<String>,
+        /// The archive to write.
+        #[arg(
+            long = "output-file",
+            short = 'O',
+            value_name = "FILE",
+            required = true
+        )]
+        file: std::path::PathBuf,
+    },
+    /// Load images from an OCI archive into the local store, verifying every blob.
+    #[command(after_help = "Example:\n  agent load -i images.tar")]
+    Load {
+        #[arg(long, short, value_name = "FILE")]
+        input: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,7 +209,8 @@ Failures exit with the class's code: 4 image not found, 3 authentication failed,
 Examples:
   agent image ensure localhost:5000/team/summarizer:1.0 --pull always
   agent image ensure --runtime python:3.11 --events events.jsonl --execution-id run-42
-  agent image ensure summarizer:1.0 --pull never -o json")]
+  agent image ensure summarizer:1.0 --pull never -o json
+  agent image ensure r.example.com/a:1 --pull-secret secret.json --nats nats://127.0.0.1:4222")]
     Ensure {
         /// The image (or give --runtime).
         image: Option<String>,
@@ -199,19 +220,30 @@ Examples:
         /// A runtime table to use instead of the built-in one.
         #[arg(long, value_name = "FILE")]
         runtime_registry: Option<std::path::PathBuf>,
-        #[arg(long = "pull", value_name = "POLICY", default_value = "missing")]
-        policy: agent_registry_images::PullPolicy,
-        /// Append image events as JSON lines to FILE (- for stderr).
-        #[arg(long, value_name = "FILE")]
-        events: Option<String>,
-        /// Execution ID carried by every event.
-        #[arg(long, value_name = "ID")]
-        execution_id: Option<String>,
-        /// Give up a pull that has not finished after this many seconds.
-        #[arg(long, value_name = "SECONDS")]
-        timeout: Option<u64>,
         #[command(flatten)]
-        registry: RegistryArgs,
+        node: commands::node::NodeArgs,
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Pull runtime images (and any IMAGE given) ahead of time, for nodes that will be offline.
+    #[command(after_help = "Examples:
+  agent image precache                               # every supported runtime
+  agent image precache --language python --all       # python, deprecated versions too
+  agent image precache --runtime-registry mine.yaml registry.local/tools:1
+  agent save $(agent images -q) -O node-images.tar   # then carry it over and: agent load -i ...")]
+    Precache {
+        #[arg(long, value_name = "FILE")]
+        runtime_registry: Option<std::path::PathBuf>,
+        /// Only these languages (repeatable).
+        #[arg(long, value_name = "LANGUAGE")]
+        language: Vec<String>,
+        /// Deprecated runtime versions too.
+        #[arg(long)]
+        all: bool,
+        /// More images to pre-cache.
+        images: Vec<String>,
+        #[command(flatten)]
+        node: commands::node::NodeArgs,
         #[arg(long, short)]
         quiet: bool,
     },
@@ -366,29 +398,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             image,
             runtime,
             runtime_registry,
-            policy,
-            events,
-            execution_id,
-            timeout,
-            registry,
+            node,
             quiet,
         }) => {
             commands::node::ensure(
                 &ctx,
-                commands::node::EnsureArgs {
-                    image: image.as_deref(),
-                    runtime: runtime.as_deref(),
-                    runtime_registry: runtime_registry.as_deref(),
-                    policy,
-                    events: events.as_deref(),
-                    execution_id: execution_id.as_deref(),
-                    timeout,
-                    registry: &registry,
-                    quiet,
-                },
+                image.as_deref(),
+                runtime.as_deref(),
+                runtime_registry.as_deref(),
+                &node,
+                quiet,
             )
             .await
         }
+        Command::Image(ImageCommand::Precache {
+            runtime_registry,
+            language,
+            all,
+            images,
+            node,
+            quiet,
+        }) => {
+            commands::node::precache(
+                &ctx,
+                runtime_registry.as_deref(),
+                &language,
+                all,
+                &images,
+                &node,
+                quiet,
+            )
+            .await
+        }
+        Command::Save { images, file } => commands::node::save(&ctx, &images, &file),
+        Command::Load { input } => commands::node::load(&ctx, &input),
         Command::Image(ImageCommand::Runtimes { runtime_registry }) => {
             commands::node::runtimes(&ctx, runtime_registry.as_deref())
         }

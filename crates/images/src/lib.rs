@@ -6,6 +6,7 @@
 //! Call direction: `policy` uses `transfer` and `events`; `transfer` uses `store` and
 //! `client`; `store` knows nothing of registries; `runtime` is a pure lookup.
 
+pub mod archive;
 pub mod error;
 pub mod events;
 pub mod failure;
@@ -16,7 +17,7 @@ pub mod store;
 pub mod transfer;
 
 pub use error::{Error, Result};
-pub use events::{EventBus, EventKind, EventSink, ImageEvent, JsonLines};
+pub use events::{EventBus, EventKind, EventSink, ImageEvent, JsonLines, Queued};
 pub use failure::{FailureKind, PullFailure};
 pub use image::{Blob, ConfigSummary, Parts, host_platform};
 pub use policy::{Ensure, PullPolicy, ensure};

@@ -303,6 +303,14 @@ impl LocalStore {
         Ok(reclaimed)
     }
 
+    /// `digest` and every blob it references, recursively (whether the store holds them or
+    /// not: callers check).
+    pub fn closure(&self, digest: &Digest) -> Result<BTreeSet<Digest>> {
+        let mut all = BTreeSet::new();
+        self.reachable(digest, &mut all)?;
+        Ok(all)
+    }
+
     /// Adds `digest` and everything it references to `live`.
     fn reachable(&self, digest: &Digest, live: &mut BTreeSet<Digest>) -> Result<()> {
         if !live.insert(digest.clone()) || !self.has_blob(digest) {

@@ -38,6 +38,9 @@ pub enum MetadataError {
     },
     #[error("metadata database failed while {doing}: {cause}")]
     Backend { doing: &'static str, cause: String },
+    /// The disk (or quota) holding the database is full: the write did not happen.
+    #[error("metadata database has no space left while {doing}: {cause}")]
+    Full { doing: &'static str, cause: String },
 }
 
 impl MetadataError {

@@ -113,6 +113,7 @@ impl From<MetadataError> for Error {
         match e {
             MetadataError::MissingReference { .. } => Error::ManifestBlobUnknown(e.to_string()),
             MetadataError::StillReferenced { .. } => Error::StillReferenced(e.to_string()),
+            MetadataError::Full { .. } => Error::StorageFull(e.to_string()),
             MetadataError::Backend { .. } => Error::Internal(e.to_string()),
         }
     }

@@ -1,13 +1,16 @@
-//! Node-side commands: `agent image ensure` (an image under a pull policy, with events) and
-//! `agent image runtimes` (the runtime table).
+//! Node-side commands: `agent image ensure` (an image under a pull policy, with events),
+//! `agent image precache` (runtime images ahead of time, for nodes that will be offline),
+//! `agent image runtimes` (the runtime table), and `agent save` / `agent load` (OCI
+//! archives to carry images where no registry reaches).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agent_registry_client::ImageRef;
+use agent_registry_client::credentials::from_docker_config_json;
+use agent_registry_client::{Client, ClientOptions, ImageRef};
 use agent_registry_images::{
-    AgentRuntime, Ensure, EventBus, JsonLines, PullPolicy, RuntimeRegistry, TransferOptions,
-    ensure as ensure_image,
+    AgentRuntime, Ensure, EventBus, JsonLines, PullPolicy, Pulled, Queued, RuntimeRegistry,
+    TransferOptions, archive, ensure as ensure_image,
 };
 use anyhow::Context as _;
 use serde::Serialize;
@@ -15,7 +18,111 @@ use serde::Serialize;
 use crate::Context;
 use crate::output::{self, Format};
 use crate::progress::Bars;
-use crate::target::RegistryArgs;
+use crate::target::{RegistryArgs, Target};
+
+/// How a node pulls: policy, credentials, events, limits.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    /// always, missing (IfNotPresent) or never.
+    #[arg(long = "pull", value_name = "POLICY", default_value = "missing")]
+    pub policy: PullPolicy,
+    /// A dockerconfigjson file (a Kubernetes image pull secret's content) to take registry
+    /// credentials from, before any other source.
+    #[arg(long, value_name = "FILE")]
+    pub pull_secret: Option<PathBuf>,
+    /// Append image events as JSON lines to FILE (- for stderr).
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<String>,
+    /// POST each image event as JSON to URL.
+    #[arg(long, value_name = "URL")]
+    pub webhook: Option<String>,
+    /// Publish each image event to NATS at URL (JetStream-acknowledged when a stream holds
+    /// the subject).
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
+    #[arg(long, value_name = "SUBJECT", default_value = "agent.images")]
+    pub nats_subject: String,
+    /// Execution ID carried by every event.
+    #[arg(long, value_name = "ID")]
+    pub execution_id: Option<String>,
+    /// Give up a pull that has not finished after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+impl NodeArgs {
+    async fn event_bus(&self) -> anyhow::Result<EventBus> {
+        let mut bus = EventBus::new();
+        match self.events.as_deref() {
+            Some("-") => bus = bus.with(JsonLines::new(std::io::stderr())),
+            Some(path) => {
+                bus = bus.with(
+                    JsonLines::append_to(Path::new(path))
+                        .with_context(|| format!("opening the event log {path}"))?,
+                );
+            }
+            None => {}
+        }
+        if let Some(url) = &self.webhook {
+            bus = bus.with(Queued::webhook(url.clone()));
+        }
+        if let Some(url) = &self.nats {
+            bus = bus.with(
+                Queued::nats(url, self.nats_subject.clone())
+                    .await
+                    .map_err(anyhow::Error::msg)?,
+            );
+        }
+        Ok(bus)
+    }
+
+    /// The registry and client for `image`; a pull secret's credential wins.
+    fn target(&self, ctx: &Context, image: &ImageRef) -> anyhow::Result<Target> {
+        let mut target = ctx.env().target(image, &self.registry)?;
+        if let Some(path) = &self.pull_secret {
+            let json = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the pull secret {}", path.display()))?;
+            if let Some(credential) = from_docker_config_json(&json, target.image.api_host()) {
+                target.client = Client::new(
+                    &target.url,
+                    ClientOptions {
+                        credential,
+                        ..ClientOptions::default()
+                    },
+                )?;
+            }
+        }
+        Ok(target)
+    }
+
+    async fn ensure(
+        &self,
+        ctx: &Context,
+        image: &ImageRef,
+        bars: &Bars,
+        events: &EventBus,
+    ) -> anyhow::Result<Pulled> {
+        let target = self.target(ctx, image)?;
+        let request = Ensure {
+            image: &target.image,
+            policy: self.policy,
+            execution_id: self.execution_id.as_deref(),
+            timeout: self.timeout.map(Duration::from_secs),
+        };
+        let store = ctx.store()?;
+        Ok(ensure_image(
+            &target.client,
+            &store,
+            &request,
+            &TransferOptions::default(),
+            bars,
+            events,
+        )
+        .await?)
+    }
+}
 
 fn table(path: Option<&Path>) -> anyhow::Result<RuntimeRegistry> {
     Ok(match path {
@@ -24,7 +131,7 @@ fn table(path: Option<&Path>) -> anyhow::Result<RuntimeRegistry> {
     })
 }
 
-/// What `ensure` did.
+/// What `ensure` did to one image.
 #[derive(Serialize)]
 struct Ensured {
     image: String,
@@ -35,26 +142,34 @@ struct Ensured {
     size: u64,
 }
 
-pub struct EnsureArgs<'a> {
-    pub image: Option<&'a str>,
-    pub runtime: Option<&'a str>,
-    pub runtime_registry: Option<&'a Path>,
-    pub policy: PullPolicy,
-    pub events: Option<&'a str>,
-    pub execution_id: Option<&'a str>,
-    pub timeout: Option<u64>,
-    pub registry: &'a RegistryArgs,
-    pub quiet: bool,
+impl Ensured {
+    fn new(pulled: Pulled, policy: PullPolicy) -> Ensured {
+        Ensured {
+            image: pulled.name,
+            policy: policy.to_string(),
+            source: pulled.source,
+            digest: pulled.digest.to_string(),
+            image_id: pulled.id.to_string(),
+            size: pulled.size,
+        }
+    }
 }
 
-pub async fn ensure(ctx: &Context, args: EnsureArgs<'_>) -> anyhow::Result<()> {
-    let image: ImageRef = match (args.image, args.runtime) {
+pub async fn ensure(
+    ctx: &Context,
+    image: Option<&str>,
+    runtime: Option<&str>,
+    runtime_registry: Option<&Path>,
+    args: &NodeArgs,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let image: ImageRef = match (image, runtime) {
         (Some(i), None) => i.parse()?,
         (None, Some(r)) => {
             let (language, version) = r
                 .split_once(':')
                 .with_context(|| format!("--runtime takes LANGUAGE:VERSION, not {r:?}"))?;
-            let resolved = table(args.runtime_registry)?.resolve(&AgentRuntime::Standard {
+            let resolved = table(runtime_registry)?.resolve(&AgentRuntime::Standard {
                 language: language.to_owned(),
                 version: version.to_owned(),
             })?;
@@ -65,44 +180,12 @@ pub async fn ensure(ctx: &Context, args: EnsureArgs<'_>) -> anyhow::Result<()> {
         }
         _ => anyhow::bail!("give IMAGE or --runtime LANGUAGE:VERSION"),
     };
-    let target = ctx.env().target(&image, args.registry)?;
-    let mut events = EventBus::new();
-    match args.events {
-        Some("-") => events = events.with(JsonLines::new(std::io::stderr())),
-        Some(path) => {
-            events = events.with(
-                JsonLines::append_to(Path::new(path))
-                    .with_context(|| format!("opening the event log {path}"))?,
-            );
-        }
-        None => {}
-    }
-    let request = Ensure {
-        image: &target.image,
-        policy: args.policy,
-        execution_id: args.execution_id,
-        timeout: args.timeout.map(Duration::from_secs),
-    };
-    let store = ctx.store()?;
-    let bars = Bars::new(args.quiet);
-    let pulled = ensure_image(
-        &target.client,
-        &store,
-        &request,
-        &TransferOptions::default(),
-        &bars,
-        &events,
-    )
-    .await?;
-    let report = Ensured {
-        image: pulled.name,
-        policy: args.policy.to_string(),
-        source: pulled.source,
-        digest: pulled.digest.to_string(),
-        image_id: pulled.id.to_string(),
-        size: pulled.size,
-    };
-    if args.quiet {
+    let events = args.event_bus().await?;
+    let bars = Bars::new(quiet);
+    let outcome = args.ensure(ctx, &image, &bars, &events).await;
+    events.close().await;
+    let report = Ensured::new(outcome?, args.policy);
+    if quiet {
         println!("{}", report.image);
         return Ok(());
     }
@@ -115,6 +198,81 @@ pub async fn ensure(ctx: &Context, args: EnsureArgs<'_>) -> anyhow::Result<()> {
             ("Digest", report.digest.clone()),
             ("Size", output::size(report.size)),
         ]),
+    }
+}
+
+/// Pulls every runtime image (the supported ones, or `all`), limited to `languages` when
+/// given, plus `images`; reports each and fails at the end if any failed.
+pub async fn precache(
+    ctx: &Context,
+    runtime_registry: Option<&Path>,
+    languages: &[String],
+    all: bool,
+    images: &[String],
+    args: &NodeArgs,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let runtimes = table(runtime_registry)?;
+    let mut wanted: Vec<ImageRef> = Vec::new();
+    for (language, version, entry) in runtimes.entries() {
+        if (entry.deprecated && !all)
+            || (!languages.is_empty() && !languages.iter().any(|l| l == language))
+        {
+            continue;
+        }
+        let resolved = runtimes.resolve(&AgentRuntime::Standard {
+            language: language.to_owned(),
+            version: version.to_owned(),
+        })?;
+        if !wanted.contains(&resolved.image) {
+            wanted.push(resolved.image);
+        }
+    }
+    for i in images {
+        wanted.push(i.parse()?);
+    }
+    if wanted.is_empty() {
+        anyhow::bail!("nothing to pre-cache: no runtime matches and no IMAGE was given");
+    }
+    let events = args.event_bus().await?;
+    let bars = Bars::new(quiet);
+    let mut reports = Vec::new();
+    let mut first_error = None;
+    for image in &wanted {
+        match args.ensure(ctx, image, &bars, &events).await {
+            Ok(pulled) => reports.push(Ensured::new(pulled, args.policy)),
+            Err(e) => {
+                eprintln!("agent: {image}: {e:#}");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    events.close().await;
+    if !quiet {
+        match ctx.output {
+            Format::Json => output::json(&reports)?,
+            Format::Table => output::table(
+                &["IMAGE", "SOURCE", "SIZE"],
+                &reports
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.image.clone(),
+                            format!("{:?}", r.source),
+                            output::size(r.size),
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            )?,
+        }
+    }
+    match first_error {
+        Some(e) => Err(e.context(format!(
+            "{} of {} images could not be pre-cached",
+            wanted.len() - reports.len(),
+            wanted.len()
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -158,5 +316,43 @@ pub fn runtimes(ctx: &Context, path: Option<&Path>) -> anyhow::Result<()> {
                 })
                 .collect::<Vec<_>>(),
         ),
+    }
+}
+
+/// `agent save IMAGE... -o FILE`.
+pub fn save(ctx: &Context, images: &[String], out: &Path) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let mut entries = Vec::new();
+    for image in images {
+        entries.extend(crate::commands::local::find(&store, image, false)?);
+    }
+    let tmp = out.with_extension("partial");
+    let file =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let written = archive::save(&store, &entries, std::io::BufWriter::new(file));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.into());
+    }
+    std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("Saved {} image(s) to {}", entries.len(), out.display());
+    Ok(())
+}
+
+/// `agent load -i FILE`.
+pub fn load(ctx: &Context, input: &Path) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let file =
+        std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
+    let names = archive::load(&store, std::io::BufReader::new(file))
+        .with_context(|| format!("loading {}", input.display()))?;
+    match ctx.output {
+        Format::Json => output::json(&names),
+        Format::Table => {
+            for n in &names {
+                println!("Loaded image: {n}");
+            }
+            Ok(())
+        }
     }
 }

@@ -202,6 +202,53 @@ async fn basic_auth_against_the_reference_registry() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs docker-registry and htpasswd: run scripts/test"]
+async fn a_pull_secret_file_supplies_node_credentials() {
+    let reference = reference_registry_with_htpasswd().await;
+    let ours = TestServer::start().await;
+    let target = format!("{}/secret/agent:1", reference.host);
+    let mut pusher = agent_with_image(&ours, &target).await;
+    pusher
+        .env("DOCKER_USERNAME", "user")
+        .env("DOCKER_PASSWORD", "secret");
+    pusher.run(&["push", "-q", &target]).await.ok();
+
+    let node = Agent::new();
+    let denied = node.run(&["image", "ensure", &target]).await;
+    assert_eq!(denied.code, 3, "{}", denied.stderr);
+    assert!(denied.stderr.contains("hint:"), "{}", denied.stderr);
+    let secret = node.home.path().join("pull-secret.json");
+    std::fs::write(
+        &secret,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"dXNlcjpzZWNyZXQ="}}}}}}"#,
+            reference.host
+        ),
+    )
+    .expect("secret");
+    let ok = node
+        .run(&[
+            "image",
+            "ensure",
+            &target,
+            "--pull-secret",
+            secret.to_str().expect("utf-8"),
+            "-o",
+            "json",
+        ])
+        .await
+        .ok()
+        .json();
+    assert_eq!(ok["source"], "Downloaded");
+    let log =
+        std::fs::read_to_string(node.home.path().join("docker/config.json")).unwrap_or_default();
+    assert!(
+        !log.contains("dXNlcjpzZWNyZXQ="),
+        "the secret is not copied into saved credentials"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs docker-registry and openssl: run scripts/test"]
 async fn bearer_tokens_and_oauth2_against_the_reference_registry() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -359,6 +406,24 @@ async fn images_move_between_agent_docker_and_skopeo() {
     let inspect = run(
         "skopeo",
         &["inspect", &format!("oci:{}:v7", agent.store().display())],
+    )
+    .await;
+    assert!(inspect.contains("\"Architecture\": \"amd64\""), "{inspect}");
+
+    // `agent save` writes an OCI archive skopeo reads.
+    let archive = dir.path().join("saved.tar");
+    agent
+        .run(&[
+            "save",
+            &format!("{host}/interop/oci:v7"),
+            "-O",
+            archive.to_str().expect("utf-8"),
+        ])
+        .await
+        .ok();
+    let inspect = run(
+        "skopeo",
+        &["inspect", &format!("oci-archive:{}:v7", archive.display())],
     )
     .await;
     assert!(inspect.contains("\"Architecture\": \"amd64\""), "{inspect}");

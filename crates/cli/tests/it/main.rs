@@ -3,6 +3,7 @@
 
 mod faults;
 mod interop;
+mod node;
 mod support;
 mod token;
 mod workflow;

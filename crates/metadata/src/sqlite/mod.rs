@@ -39,7 +39,16 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 pub(crate) fn db_err(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> MetadataError {
-    move |e| MetadataError::backend(doing, e)
+    move |e| {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            MetadataError::Full {
+                doing,
+                cause: e.to_string(),
+            }
+        } else {
+            MetadataError::backend(doing, e)
+        }
+    }
 }
 
 fn now() -> i64 {

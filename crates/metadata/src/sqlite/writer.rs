@@ -168,5 +168,12 @@ fn fail_all(batch: Vec<Job>, cause: &MetadataError) {
 }
 
 fn copy(e: &MetadataError) -> MetadataError {
-    MetadataError::backend("committing a group of writes", e)
+    match e {
+        // Every job of the batch failed for the same reason; a full disk stays one.
+        MetadataError::Full { doing, cause } => MetadataError::Full {
+            doing,
+            cause: cause.clone(),
+        },
+        other => MetadataError::backend("committing a group of writes", other),
+    }
 }
