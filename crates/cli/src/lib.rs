@@ -166,6 +166,31 @@ Examples:
     },
     /// Remove saved credentials for a registry.
     Logout { registry: String },
+    /// Run an image in Docker or Podman, pulling it as the policy says.
+    #[command(
+        after_help = "The image is ensured in the engine (--pull, credentials and events as for
+`agent image ensure`), run with its output here, and removed when it exits; agent exits
+with the container's exit code.
+
+Examples:
+  agent run localhost:5000/team/summarizer:1.0
+  agent run summarizer:1.0 --pull never -e MODEL=small -p 8080:8080
+  agent run busybox --engine podman -- echo hello"
+    )]
+    Run {
+        image: String,
+        /// Environment for the container, KEY=VALUE (repeatable).
+        #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// Publish a port, HOST:CONTAINER (repeatable).
+        #[arg(long = "publish", short = 'p', value_name = "HOST:CONTAINER", value_parser = commands::node::parse_port)]
+        ports: Vec<(u16, u16)>,
+        #[command(flatten)]
+        node: commands::node::NodeArgs,
+        /// Command to run instead of the image's.
+        #[arg(last = true)]
+        cmd: Vec<String>,
+    },
     /// Write images to an OCI archive (a tar skopeo reads as oci-archive:FILE:TAG).
     #[command(after_help = "Example:\n  agent save summarizer:1.0 tools:2 -O images.tar")]
     Save {
@@ -306,6 +331,10 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<ContainerExit>().is_some() => {
+            let code = e.downcast_ref::<ContainerExit>().map_or(1, |c| c.0);
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
         Err(e) => {
             eprintln!("agent: {e:#}");
             ExitCode::from(class_of(&e).exit_code())
@@ -333,6 +362,11 @@ fn init_logging() {
         .without_time()
         .try_init();
 }
+
+/// A container that exited with a status other than 0: agent exits with the same.
+#[derive(Debug, thiserror::Error)]
+#[error("the container exited with status {0}")]
+struct ContainerExit(i64);
 
 /// The class of the first error in the chain that has one.
 fn class_of(e: &anyhow::Error) -> Class {
@@ -431,6 +465,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Save { images, file } => commands::node::save(&ctx, &images, &file),
+        Command::Run {
+            image,
+            env,
+            ports,
+            node,
+            cmd,
+        } => {
+            let spec = agent_registry_images::RunSpec { cmd, env, ports };
+            let code = commands::node::run(&ctx, &image, &spec, &node).await?;
+            if code != 0 {
+                return Err(ContainerExit(code).into());
+            }
+            Ok(())
+        }
         Command::Load { input } => commands::node::load(&ctx, &input),
         Command::Image(ImageCommand::Runtimes { runtime_registry }) => {
             commands::node::runtimes(&ctx, runtime_registry.as_deref())

@@ -39,6 +39,8 @@ pub struct Target {
     /// The registry's URL, as output prints it.
     pub url: String,
     pub client: Client,
+    /// What the client presents; handed to an engine for an engine pull.
+    pub credential: Credential,
 }
 
 pub struct Env<'a> {
@@ -77,11 +79,16 @@ impl Env<'_> {
         let client = Client::new(
             &url,
             ClientOptions {
-                credential,
+                credential: credential.clone(),
                 ..ClientOptions::default()
             },
         )?;
-        Ok(Target { image, url, client })
+        Ok(Target {
+            image,
+            url,
+            client,
+            credential,
+        })
     }
 
     fn credential(

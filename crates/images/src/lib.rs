@@ -7,6 +7,7 @@
 //! `client`; `store` knows nothing of registries; `runtime` is a pure lookup.
 
 pub mod archive;
+pub mod engine;
 pub mod error;
 pub mod events;
 pub mod failure;
@@ -16,11 +17,12 @@ pub mod runtime;
 pub mod store;
 pub mod transfer;
 
+pub use engine::{Engine, EngineError, EngineKind, RunSpec};
 pub use error::{Error, Result};
 pub use events::{EventBus, EventKind, EventSink, ImageEvent, JsonLines, Queued};
 pub use failure::{FailureKind, PullFailure};
 pub use image::{Blob, ConfigSummary, Parts, host_platform};
-pub use policy::{Ensure, PullPolicy, ensure};
+pub use policy::{Backend, Ensure, PullPolicy, ensure};
 pub use runtime::{AgentRuntime, ResolvedRuntime, RuntimeError, RuntimeRegistry};
 pub use store::{Descriptor, LocalStore, Removed};
 pub use transfer::{

@@ -8,8 +8,9 @@
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use agent_registry_client::{Client, ImageRef};
+use agent_registry_client::{Client, Credential, ImageRef};
 
+use crate::engine::Engine;
 use crate::events::{EventBus, EventKind, ImageEvent};
 use crate::failure::{FailureKind, PullFailure};
 use crate::store::LocalStore;
@@ -59,14 +60,66 @@ pub struct Ensure<'a> {
     pub timeout: Option<Duration>,
 }
 
-/// Ensures `request.image` is in `store`, pulling through `client` as the policy says, and
-/// reports each step on `events`.
+/// Where an image is ensured.
+pub enum Backend<'a> {
+    /// The daemonless local store, filled through a registry client.
+    Store {
+        client: &'a Client,
+        store: &'a LocalStore,
+        options: &'a TransferOptions,
+        progress: &'a dyn TransferProgress,
+    },
+    /// A Docker or Podman engine, which pulls with `credential`.
+    Engine {
+        engine: &'a Engine,
+        credential: &'a Credential,
+    },
+}
+
+impl Backend<'_> {
+    async fn local(&self, image: &ImageRef) -> Result<Option<Pulled>, PullFailure> {
+        let name = image.familiar();
+        match self {
+            Backend::Store { store, .. } => {
+                transfer::stored(store, &name).map_err(|e| PullFailure::classify(&name, &e))
+            }
+            Backend::Engine { engine, .. } => engine.local(image).await.map_err(|e| PullFailure {
+                kind: FailureKind::Other,
+                image: name,
+                cause: e.to_string(),
+            }),
+        }
+    }
+
+    async fn pull(&self, image: &ImageRef) -> Result<Pulled, PullFailure> {
+        match self {
+            Backend::Store {
+                client,
+                store,
+                options,
+                progress,
+            } => transfer::pull(client, image, store, options, *progress)
+                .await
+                .map_err(|e| PullFailure::classify(&image.familiar(), &e)),
+            Backend::Engine { engine, credential } => engine.pull(image, credential).await,
+        }
+    }
+}
+
+impl std::fmt::Debug for Backend<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Store { .. } => "Backend::Store",
+            Backend::Engine { .. } => "Backend::Engine",
+        })
+    }
+}
+
+/// Ensures `request.image` is in `backend`, pulling as the policy says, and reports each
+/// step on `events`.
 pub async fn ensure(
-    client: &Client,
-    store: &LocalStore,
+    backend: &Backend<'_>,
     request: &Ensure<'_>,
-    options: &TransferOptions,
-    progress: &dyn TransferProgress,
     events: &EventBus,
 ) -> Result<Pulled, PullFailure> {
     let name = request.image.familiar();
@@ -80,19 +133,19 @@ pub async fn ensure(
         policy: request.policy.to_string(),
     }));
     let result = match request.policy {
-        PullPolicy::Never | PullPolicy::IfNotPresent => match transfer::stored(store, &name) {
+        PullPolicy::Never | PullPolicy::IfNotPresent => match backend.local(request.image).await {
             Ok(Some(local)) => Ok(local),
             Ok(None) if request.policy == PullPolicy::Never => Err(PullFailure {
                 kind: FailureKind::ImageNotFound,
                 image: name.clone(),
                 cause: format!(
-                    "image not found: {name} is not in the local store and the pull policy is Never"
+                    "image not found: {name} is not present locally and the pull policy is Never"
                 ),
             }),
-            Ok(None) => pull(client, store, request, options, progress).await,
-            Err(e) => Err(PullFailure::classify(&name, &e)),
+            Ok(None) => pull(backend, request).await,
+            Err(e) => Err(e),
         },
-        PullPolicy::Always => pull(client, store, request, options, progress).await,
+        PullPolicy::Always => pull(backend, request).await,
     };
     let duration_ms = Some(started.elapsed().as_millis() as u64);
     match &result {
@@ -123,30 +176,22 @@ pub async fn ensure(
     result
 }
 
-async fn pull(
-    client: &Client,
-    store: &LocalStore,
-    request: &Ensure<'_>,
-    options: &TransferOptions,
-    progress: &dyn TransferProgress,
-) -> Result<Pulled, PullFailure> {
+async fn pull(backend: &Backend<'_>, request: &Ensure<'_>) -> Result<Pulled, PullFailure> {
     let name = request.image.familiar();
-    let pulling = transfer::pull(client, request.image, store, options, progress);
-    let outcome = match request.timeout {
-        Some(limit) => match tokio::time::timeout(limit, pulling).await {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                return Err(PullFailure {
+    let pulling = backend.pull(request.image);
+    match request.timeout {
+        Some(limit) => tokio::time::timeout(limit, pulling)
+            .await
+            .unwrap_or_else(|_| {
+                Err(PullFailure {
                     kind: FailureKind::NetworkTimeout,
                     image: name.clone(),
                     cause: format!(
                         "failed to connect to registry {}: the pull of {name} did not finish within {limit:?}",
                         request.image.registry()
                     ),
-                });
-            }
-        },
+                })
+            }),
         None => pulling.await,
-    };
-    outcome.map_err(|e| PullFailure::classify(&name, &e))
+    }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use agent_registry_client::{Client, ClientOptions, ImageRef, NoProgress, RetryPolicy};
 use agent_registry_images::{
-    Ensure, EventBus, FailureKind, JsonLines, LocalStore, PullPolicy, PullSource, Quiet,
+    Backend, Ensure, EventBus, FailureKind, JsonLines, LocalStore, PullPolicy, PullSource, Quiet,
     TransferOptions, ensure,
 };
 use agent_registry_oci::{Algorithm, Digest};
@@ -93,17 +93,16 @@ impl Node {
             execution_id: Some("exec-1"),
             timeout,
         };
-        let outcome = ensure(
+        let backend = Backend::Store {
             client,
-            &self.store,
-            &request,
-            &TransferOptions::default(),
-            &Quiet,
-            &events,
-        )
-        .await
-        .map(|p| p.source)
-        .map_err(|f| f.kind);
+            store: &self.store,
+            options: &TransferOptions::default(),
+            progress: &Quiet,
+        };
+        let outcome = ensure(&backend, &request, &events)
+            .await
+            .map(|p| p.source)
+            .map_err(|f| f.kind);
         let lines = std::fs::read_to_string(&log).expect("events");
         let events = lines
             .lines()

@@ -9,8 +9,8 @@ use std::time::Duration;
 use agent_registry_client::credentials::from_docker_config_json;
 use agent_registry_client::{Client, ClientOptions, ImageRef};
 use agent_registry_images::{
-    AgentRuntime, Ensure, EventBus, JsonLines, PullPolicy, Pulled, Queued, RuntimeRegistry,
-    TransferOptions, archive, ensure as ensure_image,
+    AgentRuntime, Backend, Engine, EngineKind, Ensure, EventBus, JsonLines, PullPolicy, Pulled,
+    Queued, RunSpec, RuntimeRegistry, TransferOptions, archive, ensure as ensure_image,
 };
 use anyhow::Context as _;
 use serde::Serialize;
@@ -48,6 +48,12 @@ pub struct NodeArgs {
     /// Give up a pull that has not finished after this many seconds.
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
+    /// Keep images in this engine instead of the local store.
+    #[arg(long, value_name = "docker|podman")]
+    pub engine: Option<EngineKind>,
+    /// The engine's API socket (default: its usual one).
+    #[arg(long, value_name = "PATH")]
+    pub engine_socket: Option<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -88,10 +94,11 @@ impl NodeArgs {
                 target.client = Client::new(
                     &target.url,
                     ClientOptions {
-                        credential,
+                        credential: credential.clone(),
                         ..ClientOptions::default()
                     },
                 )?;
+                target.credential = credential;
             }
         }
         Ok(target)
@@ -111,16 +118,22 @@ impl NodeArgs {
             execution_id: self.execution_id.as_deref(),
             timeout: self.timeout.map(Duration::from_secs),
         };
+        if let Some(kind) = self.engine {
+            let engine = Engine::connect(kind, self.engine_socket.as_deref()).await?;
+            let backend = Backend::Engine {
+                engine: &engine,
+                credential: &target.credential,
+            };
+            return Ok(ensure_image(&backend, &request, events).await?);
+        }
         let store = ctx.store()?;
-        Ok(ensure_image(
-            &target.client,
-            &store,
-            &request,
-            &TransferOptions::default(),
-            bars,
-            events,
-        )
-        .await?)
+        let backend = Backend::Store {
+            client: &target.client,
+            store: &store,
+            options: &TransferOptions::default(),
+            progress: bars,
+        };
+        Ok(ensure_image(&backend, &request, events).await?)
     }
 }
 
@@ -355,4 +368,47 @@ pub fn load(ctx: &Context, input: &Path) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `agent run`: the image ensured in an engine under the pull policy, then run there with
+/// its output on ours; returns the container's exit code.
+pub async fn run(
+    ctx: &Context,
+    image: &str,
+    spec: &RunSpec,
+    args: &NodeArgs,
+) -> anyhow::Result<i64> {
+    let image: ImageRef = image.parse()?;
+    let mut args = args.clone();
+    let kind = *args.engine.get_or_insert(EngineKind::Docker);
+    let events = args.event_bus().await?;
+    let ensured = args.ensure(ctx, &image, &Bars::new(true), &events).await;
+    events.close().await;
+    let pulled = ensured?;
+    let target = ctx.env().target(&image, &args.registry)?;
+    let engine = Engine::connect(kind, args.engine_socket.as_deref()).await?;
+    tracing::debug!(image = %pulled.name, "running");
+    let code = engine
+        .run(&target.image, spec, |bytes, to_stderr| {
+            use std::io::Write as _;
+            let _ = if to_stderr {
+                std::io::stderr().write_all(bytes)
+            } else {
+                std::io::stdout().write_all(bytes)
+            };
+        })
+        .await?;
+    Ok(code)
+}
+
+/// `HOST:CONTAINER` as a port pair.
+pub fn parse_port(s: &str) -> Result<(u16, u16), String> {
+    let (host, container) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not HOST:CONTAINER"))?;
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .map_err(|_| format!("{p:?} in {s:?} is not a port number"))
+    };
+    Ok((port(host)?, port(container)?))
 }

@@ -1,0 +1,215 @@
+//! `agent run` and `--engine`: images ensured in a real Docker engine (and Podman's API
+//! service) from our registry, and containers run there. Ignored by default: they need
+//! dockerd running and podman installed (scripts/test sees to both).
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use agent_registry_server::testing::TestServer;
+
+use crate::support::Agent;
+
+async fn run(program: &str, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{program} could not start ({e})"));
+    assert!(
+        out.status.success(),
+        "{program} {} failed:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// Pushes a busybox image with a marker file to `host` with docker, then removes it from
+/// docker, so an engine pull has to fetch it. Returns its name.
+async fn busybox_image(host: &str, dir: &Path, marker: &str) -> String {
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).expect("mkdir");
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is installed");
+    std::fs::write(root.join("marker.txt"), marker).expect("marker");
+    let tar = dir.join("rootfs.tar");
+    run(
+        "tar",
+        &[
+            "-C",
+            &root.to_string_lossy(),
+            "-cf",
+            &tar.to_string_lossy(),
+            ".",
+        ],
+    )
+    .await;
+    let image = format!("{host}/engine/busybox:{}", unique());
+    run("docker", &["import", &tar.to_string_lossy(), &image]).await;
+    run("docker", &["push", "-q", &image]).await;
+    run("docker", &["rmi", &image]).await;
+    image
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs docker with dockerd running: run scripts/test"]
+async fn agent_run_pulls_into_docker_as_the_policy_says_and_runs_the_image() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = busybox_image(server.host(), dir.path(), "hello from the agent").await;
+    let agent = Agent::new();
+    let events = agent.home.path().join("events.jsonl");
+    let events_arg = events.to_string_lossy().into_owned();
+
+    let never = agent
+        .run(&[
+            "run",
+            &image,
+            "--pull",
+            "never",
+            "--",
+            "/bin/busybox",
+            "true",
+        ])
+        .await;
+    assert_eq!(never.code, 4, "{}", never.stderr);
+
+    let first = agent
+        .run(&[
+            "run",
+            &image,
+            "--events",
+            &events_arg,
+            "--",
+            "/bin/busybox",
+            "cat",
+            "/marker.txt",
+        ])
+        .await
+        .ok();
+    assert_eq!(first.stdout, "hello from the agent");
+    let second = agent
+        .run(&[
+            "run",
+            &image,
+            "--pull",
+            "never",
+            "-e",
+            "GREETING=hi",
+            "--events",
+            &events_arg,
+            "--",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "echo $GREETING",
+        ])
+        .await
+        .ok();
+    assert_eq!(second.stdout, "hi\n");
+    let sources: Vec<String> = std::fs::read_to_string(&events)
+        .expect("events")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|e| e["source"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(sources, ["Downloaded", "Cached"]);
+
+    let failing = agent
+        .run(&[
+            "run",
+            &image,
+            "--pull",
+            "never",
+            "--",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "exit 3",
+        ])
+        .await;
+    assert_eq!(failing.code, 3, "the container's exit status is agent's");
+
+    let missing = agent
+        .run(&[
+            "image",
+            "ensure",
+            &format!("{}/engine/none:1", server.host()),
+            "--engine",
+            "docker",
+        ])
+        .await;
+    assert_eq!(missing.code, 4, "{}", missing.stderr);
+    run("docker", &["rmi", &image]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs podman and docker (to build the image): run scripts/test"]
+async fn agent_run_works_on_podmans_api_service() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = busybox_image(server.host(), dir.path(), "hello from podman").await;
+    // Podman talks TLS to registries unless told otherwise: mark ours insecure for the service.
+    let conf = dir.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
+            server.host()
+        ),
+    )
+    .expect("registries.conf");
+    // Podman raises its containers' open-file and process limits (to 1048576 files) by
+    // default, above what these machines let a process have: give them usual limits instead.
+    let containers_conf = dir.path().join("containers.conf");
+    std::fs::write(
+        &containers_conf,
+        "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n",
+    )
+    .expect("containers.conf");
+    let socket = dir.path().join("podman.sock");
+    let _service = tokio::process::Command::new("podman")
+        .args(["system", "service", "--time=0"])
+        .arg(format!("unix://{}", socket.display()))
+        .env("CONTAINERS_REGISTRIES_CONF", &conf)
+        .env("CONTAINERS_CONF", &containers_conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("podman is installed");
+    for _ in 0..100 {
+        if socket.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let agent = Agent::new();
+    let socket_arg = socket.to_string_lossy().into_owned();
+    let out = agent
+        .run(&[
+            "run",
+            &image,
+            "--engine",
+            "podman",
+            "--engine-socket",
+            &socket_arg,
+            "--",
+            "/bin/busybox",
+            "cat",
+            "/marker.txt",
+        ])
+        .await
+        .ok();
+    assert_eq!(out.stdout, "hello from podman");
+    let _ = tokio::process::Command::new("podman")
+        .args(["rmi", "-f", &image])
+        .output()
+        .await;
+}

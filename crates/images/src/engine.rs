@@ -1,0 +1,455 @@
+//! The Docker/Podman Engine API backend (through bollard): images that live in an engine
+//! rather than in the daemonless store, and containers to run agents in.
+//!
+//! Podman serves the same API (`podman system service`), so one client serves both; only
+//! where the socket is differs. Credentials go to the engine with each pull
+//! (`X-Registry-Auth`) and nowhere else: not into the container, not into logs.
+
+use std::collections::HashMap;
+
+use agent_registry_client::{Credential, ImageRef};
+use agent_registry_oci::Digest;
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::container::LogOutput;
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::query_parameters::{
+    CreateImageOptions, LogsOptions, RemoveContainerOptions, RemoveImageOptions,
+};
+use futures_util::StreamExt as _;
+
+use crate::failure::{FailureKind, PullFailure};
+use crate::transfer::{PullSource, Pulled};
+
+/// Which engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    Docker,
+    Podman,
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "docker" => Ok(EngineKind::Docker),
+            "podman" => Ok(EngineKind::Podman),
+            other => Err(format!("unknown engine {other:?}: use docker or podman")),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot reach the {kind} engine at {socket}: {cause} (is it running?)")]
+    Unreachable {
+        kind: &'static str,
+        socket: String,
+        cause: String,
+    },
+    #[error("the engine failed while {doing}: {cause}")]
+    Failed { doing: String, cause: String },
+}
+
+/// A connection to an engine.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    docker: Docker,
+    kind: EngineKind,
+}
+
+/// What to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunSpec {
+    /// Replaces the image's command when not empty.
+    pub cmd: Vec<String>,
+    /// `KEY=VALUE` pairs.
+    pub env: Vec<String>,
+    /// `HOST:CONTAINER` port pairs (TCP).
+    pub ports: Vec<(u16, u16)>,
+}
+
+impl Engine {
+    /// Connects to `socket`, or to the engine's usual socket: `DOCKER_HOST` or
+    /// `/var/run/docker.sock` for docker; `CONTAINER_HOST`,
+    /// `$XDG_RUNTIME_DIR/podman/podman.sock` or `/run/podman/podman.sock` for podman.
+    pub async fn connect(kind: EngineKind, socket: Option<&str>) -> Result<Engine, EngineError> {
+        let socket = socket
+            .map(str::to_owned)
+            .unwrap_or_else(|| default_socket(kind));
+        let name = match kind {
+            EngineKind::Docker => "docker",
+            EngineKind::Podman => "podman",
+        };
+        let unreachable = |cause: String| EngineError::Unreachable {
+            kind: name,
+            socket: socket.clone(),
+            cause,
+        };
+        let docker = Docker::connect_with_socket(&socket, 600, bollard::API_DEFAULT_VERSION)
+            .map_err(|e| unreachable(e.to_string()))?;
+        docker
+            .ping()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        Ok(Engine { docker, kind })
+    }
+
+    pub fn kind(&self) -> EngineKind {
+        self.kind
+    }
+
+    /// The image the engine holds under `image`'s name, if any.
+    pub async fn local(&self, image: &ImageRef) -> Result<Option<Pulled>, EngineError> {
+        let name = engine_name(image);
+        match self.docker.inspect_image(&name).await {
+            Ok(inspect) => {
+                let id = inspect
+                    .id
+                    .as_deref()
+                    .and_then(|i| i.parse::<Digest>().ok())
+                    .ok_or_else(|| EngineError::Failed {
+                        doing: format!("inspecting {name}"),
+                        cause: "the engine gave no image ID".into(),
+                    })?;
+                let digest = inspect
+                    .repo_digests
+                    .unwrap_or_default()
+                    .iter()
+                    .find_map(|d| d.rsplit_once('@').and_then(|(_, d)| d.parse().ok()))
+                    .unwrap_or_else(|| id.clone());
+                Ok(Some(Pulled {
+                    name: image.familiar(),
+                    digest,
+                    media_type: String::new(),
+                    id,
+                    size: inspect.size.unwrap_or(0).max(0) as u64,
+                    source: PullSource::Cached,
+                }))
+            }
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(EngineError::Failed {
+                doing: format!("inspecting {name}"),
+                cause: e.to_string(),
+            }),
+        }
+    }
+
+    /// Has the engine pull `image` with `credential`; classified on failure.
+    pub async fn pull(
+        &self,
+        image: &ImageRef,
+        credential: &Credential,
+    ) -> Result<Pulled, PullFailure> {
+        let name = engine_name(image);
+        let (from_image, tag) = match (&image.digest, image.tag_or_latest()) {
+            (Some(_), _) => (name.clone(), None),
+            (None, Some(t)) => (
+                name.rsplit_once(':')
+                    .map_or(name.clone(), |(r, _)| r.to_owned()),
+                Some(t.to_string()),
+            ),
+            (None, None) => (name.clone(), None),
+        };
+        let options = CreateImageOptions {
+            from_image: Some(from_image),
+            tag,
+            ..Default::default()
+        };
+        let mut progress =
+            self.docker
+                .create_image(Some(options), None, credentials(image, credential));
+        while let Some(step) = progress.next().await {
+            if let Err(e) = step {
+                return Err(classify(&image.familiar(), &e.to_string()));
+            }
+        }
+        match self.local(image).await {
+            Ok(Some(mut pulled)) => {
+                pulled.source = PullSource::Downloaded;
+                Ok(pulled)
+            }
+            Ok(None) => Err(PullFailure {
+                kind: FailureKind::Other,
+                image: image.familiar(),
+                cause: format!("the engine reported {name} pulled but does not have it"),
+            }),
+            Err(e) => Err(PullFailure {
+                kind: FailureKind::Other,
+                image: image.familiar(),
+                cause: e.to_string(),
+            }),
+        }
+    }
+
+    /// Removes the image from the engine.
+    pub async fn remove(&self, image: &ImageRef) -> Result<(), EngineError> {
+        let name = engine_name(image);
+        self.docker
+            .remove_image(&name, Some(RemoveImageOptions::default()), None)
+            .await
+            .map(drop)
+            .map_err(|e| EngineError::Failed {
+                doing: format!("removing {name}"),
+                cause: e.to_string(),
+            })
+    }
+
+    /// Runs `image` to completion, streaming its output to `out` (stdout and stderr as the
+    /// container wrote them), removes the container, and returns its exit code.
+    pub async fn run(
+        &self,
+        image: &ImageRef,
+        spec: &RunSpec,
+        mut out: impl FnMut(&[u8], bool),
+    ) -> Result<i64, EngineError> {
+        let failed = |doing: &str, e: bollard::errors::Error| EngineError::Failed {
+            doing: doing.to_owned(),
+            cause: e.to_string(),
+        };
+        let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        for (host, container) in &spec.ports {
+            bindings.insert(
+                format!("{container}/tcp"),
+                Some(vec![PortBinding {
+                    host_ip: None,
+                    host_port: Some(host.to_string()),
+                }]),
+            );
+        }
+        let body = ContainerCreateBody {
+            image: Some(engine_name(image)),
+            cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
+            env: (!spec.env.is_empty()).then(|| spec.env.clone()),
+            exposed_ports: (!bindings.is_empty()).then(|| bindings.keys().cloned().collect()),
+            host_config: Some(HostConfig {
+                port_bindings: (!bindings.is_empty()).then_some(bindings),
+                ..Default::default()
+            }),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(None, body)
+            .await
+            .map_err(|e| failed("creating the container", e))?;
+        let id = created.id;
+        let outcome = async {
+            self.docker
+                .start_container(&id, None)
+                .await
+                .map_err(|e| failed("starting the container", e))?;
+            let mut logs = self.docker.logs(
+                &id,
+                Some(LogsOptions {
+                    follow: true,
+                    stdout: true,
+                    stderr: true,
+                    ..Default::default()
+                }),
+            );
+            while let Some(chunk) = logs.next().await {
+                match chunk.map_err(|e| failed("reading the container's output", e))? {
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        out(&message, false)
+                    }
+                    LogOutput::StdErr { message } => out(&message, true),
+                    LogOutput::StdIn { .. } => {}
+                }
+            }
+            let mut wait = self.docker.wait_container(&id, None);
+            let mut code = 0;
+            while let Some(status) = wait.next().await {
+                match status {
+                    Ok(s) => code = s.status_code,
+                    Err(bollard::errors::Error::DockerContainerWaitError { code: c, .. }) => {
+                        code = c
+                    }
+                    Err(e) => return Err(failed("waiting for the container", e)),
+                }
+            }
+            Ok(code)
+        }
+        .await;
+        let _ = self
+            .docker
+            .remove_container(
+                &id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await;
+        outcome
+    }
+}
+
+/// The name an engine knows an image by: Docker Hub images by their familiar name, others
+/// with their registry.
+fn engine_name(image: &ImageRef) -> String {
+    let mut s = image.familiar_repository();
+    match (&image.digest, image.tag_or_latest()) {
+        (Some(d), _) => {
+            s.push('@');
+            s.push_str(&d.to_string());
+        }
+        (None, Some(t)) => {
+            s.push(':');
+            s.push_str(t.as_str());
+        }
+        (None, None) => {}
+    }
+    s
+}
+
+fn default_socket(kind: EngineKind) -> String {
+    match kind {
+        EngineKind::Docker => std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| h.starts_with("unix://"))
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".into()),
+        EngineKind::Podman => std::env::var("CONTAINER_HOST")
+            .ok()
+            .filter(|h| h.starts_with("unix://"))
+            .or_else(|| {
+                let run = std::env::var("XDG_RUNTIME_DIR").ok()?;
+                let path = format!("{run}/podman/podman.sock");
+                std::path::Path::new(&path)
+                    .exists()
+                    .then(|| format!("unix://{path}"))
+            })
+            .unwrap_or_else(|| "unix:///run/podman/podman.sock".into()),
+    }
+}
+
+/// The engine's form of a credential, for this pull only.
+fn credentials(image: &ImageRef, credential: &Credential) -> Option<DockerCredentials> {
+    let server = Some(image.api_host().to_owned());
+    match credential {
+        Credential::Anonymous => None,
+        Credential::Basic { username, password } => Some(DockerCredentials {
+            username: Some(username.clone()),
+            password: Some(password.clone()),
+            serveraddress: server,
+            ..Default::default()
+        }),
+        Credential::Token(token) => Some(DockerCredentials {
+            registrytoken: Some(token.clone()),
+            serveraddress: server,
+            ..Default::default()
+        }),
+        Credential::OAuth2 {
+            username,
+            password,
+            refresh_token,
+            ..
+        } => Some(DockerCredentials {
+            username: username.clone(),
+            password: password.clone(),
+            identitytoken: refresh_token.clone(),
+            serveraddress: server,
+            ..Default::default()
+        }),
+    }
+}
+
+/// Classifies an engine's pull error by what engines say.
+fn classify(image: &str, message: &str) -> PullFailure {
+    let m = message.to_ascii_lowercase();
+    let kind = if m.contains("manifest unknown")
+        || m.contains("not found")
+        || m.contains("does not exist")
+    {
+        FailureKind::ImageNotFound
+    } else if m.contains("unauthorized")
+        || m.contains("authentication required")
+        || m.contains("denied")
+        || m.contains("no basic auth credentials")
+    {
+        FailureKind::AuthenticationFailed
+    } else if m.contains("toomanyrequests") || m.contains("rate limit") {
+        FailureKind::RateLimited
+    } else if m.contains("no space left") || m.contains("disk quota") {
+        FailureKind::DiskFull
+    } else if m.contains("connection refused")
+        || m.contains("timeout")
+        || m.contains("dial tcp")
+        || m.contains("no such host")
+        || m.contains("connection reset")
+    {
+        FailureKind::NetworkTimeout
+    } else {
+        FailureKind::Other
+    };
+    PullFailure {
+        kind,
+        image: image.to_owned(),
+        cause: format!("the engine could not pull {image}: {message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_errors_are_classified_by_what_engines_say() {
+        for (msg, kind) in [
+            (
+                "manifest unknown: manifest unknown",
+                FailureKind::ImageNotFound,
+            ),
+            (
+                "pull access denied for x, repository does not exist",
+                FailureKind::ImageNotFound,
+            ),
+            (
+                "unauthorized: authentication required",
+                FailureKind::AuthenticationFailed,
+            ),
+            (
+                "toomanyrequests: You have reached your pull rate limit",
+                FailureKind::RateLimited,
+            ),
+            (
+                "write /var/lib/docker/x: no space left on device",
+                FailureKind::DiskFull,
+            ),
+            (
+                "Get \"http://127.0.0.1:1/v2/\": dial tcp 127.0.0.1:1: connect: connection refused",
+                FailureKind::NetworkTimeout,
+            ),
+            ("something else", FailureKind::Other),
+        ] {
+            assert_eq!(classify("x", msg).kind, kind, "{msg}");
+        }
+    }
+
+    #[test]
+    fn engines_name_hub_images_familiarly_and_others_fully() {
+        let n = |s: &str| engine_name(&s.parse().expect("ref"));
+        assert_eq!(n("busybox"), "busybox:latest");
+        assert_eq!(n("localhost:5000/a/b:1"), "localhost:5000/a/b:1");
+    }
+
+    #[test]
+    fn credentials_go_to_the_engine_for_the_registry_they_belong_to() {
+        let image: ImageRef = "r.example.com/a:1".parse().expect("ref");
+        let c = credentials(
+            &image,
+            &Credential::Basic {
+                username: "u".into(),
+                password: "p".into(),
+            },
+        )
+        .expect("basic");
+        assert_eq!(c.serveraddress.as_deref(), Some("r.example.com"));
+        assert_eq!(credentials(&image, &Credential::Anonymous), None);
+    }
+}
