@@ -14,7 +14,7 @@ use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::{
-    CreateImageOptions, LogsOptions, RemoveContainerOptions, RemoveImageOptions,
+    AttachContainerOptions, CreateImageOptions, RemoveContainerOptions, RemoveImageOptions,
 };
 use futures_util::StreamExt as _;
 
@@ -240,20 +240,28 @@ impl Engine {
             .map_err(|e| failed("creating the container", e))?;
         let id = created.id;
         let outcome = async {
+            // Attach before starting, as docker's own CLI does: output written before a
+            // later attach (or a logs request) would otherwise be lost.
+            let attached = self
+                .docker
+                .attach_container(
+                    &id,
+                    Some(AttachContainerOptions {
+                        stream: true,
+                        logs: true,
+                        stdout: true,
+                        stderr: true,
+                        ..Default::default()
+                    }),
+                )
+                .await
+                .map_err(|e| failed("attaching to the container", e))?;
             self.docker
                 .start_container(&id, None)
                 .await
                 .map_err(|e| failed("starting the container", e))?;
-            let mut logs = self.docker.logs(
-                &id,
-                Some(LogsOptions {
-                    follow: true,
-                    stdout: true,
-                    stderr: true,
-                    ..Default::default()
-                }),
-            );
-            while let Some(chunk) = logs.next().await {
+            let mut output = attached.output;
+            while let Some(chunk) = output.next().await {
                 match chunk.map_err(|e| failed("reading the container's output", e))? {
                     LogOutput::StdOut { message } | LogOutput::Console { message } => {
                         out(&message, false)
