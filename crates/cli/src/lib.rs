@@ -139,8 +139,11 @@ Examples:
         /// Remove an image by ID even when several names point at it.
         #[arg(long, short)]
         force: bool,
+        /// ImageRemoved events for what is deleted.
+        #[command(flatten)]
+        events: commands::node::EventArgs,
     },
-    /// Manage images (`agent image prune`, `ensure`, `precache`, `runtimes`).
+    /// Manage images (`agent image prune`, `df`, `ensure`, `precache`, `runtimes`).
     #[command(subcommand)]
     Image(ImageCommand),
     /// Show an image's manifest, config and local details as JSON.
@@ -221,7 +224,13 @@ enum ImageCommand {
         /// Remove every image, not only dangling ones.
         #[arg(long, short)]
         all: bool,
+        /// ImageRemoved events for what is deleted.
+        #[command(flatten)]
+        events: commands::node::EventArgs,
     },
+    /// Show what the local store holds and what a prune would free.
+    #[command(after_help = "Example:\n  agent image df -o json")]
+    Df,
     /// Make sure an image is in the local store, as a node does before running an agent.
     #[command(after_help = "Pull policies:
   always   ask the registry every time (layers already here are not downloaded again)
@@ -426,8 +435,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             latest,
             sha,
         ),
-        Command::Rmi { images, force } => commands::local::rmi(&ctx, &images, force),
-        Command::Image(ImageCommand::Prune { all }) => commands::local::prune(&ctx, all),
+        Command::Rmi {
+            images,
+            force,
+            events,
+        } => commands::local::rmi(&ctx, &images, force, &events).await,
+        Command::Image(ImageCommand::Prune { all, events }) => {
+            commands::local::prune(&ctx, all, &events).await
+        }
+        Command::Image(ImageCommand::Df) => commands::node::disk_usage(&ctx),
         Command::Image(ImageCommand::Ensure {
             image,
             runtime,

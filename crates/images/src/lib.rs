@@ -24,7 +24,7 @@ pub use failure::{FailureKind, PullFailure};
 pub use image::{Blob, ConfigSummary, Parts, host_platform};
 pub use policy::{Backend, Ensure, PullPolicy, ensure};
 pub use runtime::{AgentRuntime, ResolvedRuntime, RuntimeError, RuntimeRegistry};
-pub use store::{Descriptor, LocalStore, Removed};
+pub use store::{Descriptor, LocalStore, Removed, Usage};
 pub use transfer::{
     PullSource, Pulled, Pushed, Quiet, TransferOptions, TransferProgress, pull, push, stored,
 };

@@ -86,10 +86,25 @@ pub struct Ingest {
 pub struct Removed {
     /// Names untagged.
     pub untagged: Vec<String>,
-    /// Image manifests deleted.
-    pub deleted: Vec<Digest>,
+    /// Image manifests deleted, each with the names it had (none for a dangling image).
+    pub deleted: Vec<(Digest, Vec<String>)>,
     /// Bytes of blobs and partial downloads deleted.
     pub reclaimed: u64,
+}
+
+/// What the store holds and what a prune would free.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Images (distinct manifests) and how many of them have no name.
+    pub images: usize,
+    pub dangling: usize,
+    /// Bytes of verified blobs.
+    pub blobs: u64,
+    /// Bytes of downloads in progress or abandoned.
+    pub partial: u64,
+    /// Bytes `agent image prune` would free: blobs only dangling images or nothing reach,
+    /// and partial downloads.
+    pub reclaimable: u64,
 }
 
 impl LocalStore {
@@ -238,22 +253,77 @@ impl LocalStore {
             ..Removed::default()
         };
         self.edit_index(|entries| {
-            let before: BTreeSet<Digest> = entries.iter().map(|d| d.digest.clone()).collect();
+            let mut names: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
             entries.retain(|d| {
                 if !select(d) {
                     return true;
                 }
+                let names = names.entry(d.digest.clone()).or_default();
                 if let Some(n) = d.name() {
                     removed.untagged.push(n.to_owned());
+                    names.push(n.to_owned());
                 }
                 false
             });
-            let after: BTreeSet<Digest> = entries.iter().map(|d| d.digest.clone()).collect();
-            removed.deleted = before.difference(&after).cloned().collect();
+            let after: BTreeSet<&Digest> = entries.iter().map(|d| &d.digest).collect();
+            removed.deleted = names
+                .into_iter()
+                .filter(|(digest, _)| !after.contains(digest))
+                .collect();
             Ok(())
         })?;
         removed.reclaimed += self.sweep_blobs()?;
         Ok(removed)
+    }
+
+    /// What the store holds, and what a prune of dangling images would free.
+    pub fn usage(&self) -> Result<Usage> {
+        let entries = self.read_index()?;
+        let mut named_live = BTreeSet::new();
+        for e in entries.iter().filter(|e| e.name().is_some()) {
+            self.reachable(&e.digest, &mut named_live)?;
+        }
+        let images: BTreeSet<&Digest> = entries.iter().map(|e| &e.digest).collect();
+        let named: BTreeSet<&Digest> = entries
+            .iter()
+            .filter(|e| e.name().is_some())
+            .map(|e| &e.digest)
+            .collect();
+        let mut usage = Usage {
+            images: images.len(),
+            dangling: images.difference(&named).count(),
+            ..Usage::default()
+        };
+        for (digest, size, _) in self.blob_files()? {
+            usage.blobs += size;
+            if !digest.is_some_and(|d| named_live.contains(&d)) {
+                usage.reclaimable += size;
+            }
+        }
+        for file in read_dir(&self.root.join("ingest"))? {
+            if file.extension().is_some_and(|e| e == "partial") {
+                usage.partial += fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            }
+        }
+        usage.reclaimable += usage.partial;
+        Ok(usage)
+    }
+
+    /// Every file under `blobs/` with its digest (if its path is one), size and path.
+    fn blob_files(&self) -> Result<Vec<(Option<Digest>, u64, PathBuf)>> {
+        let mut out = Vec::new();
+        for algorithm in read_dir(&self.root.join("blobs"))? {
+            for blob in read_dir(&algorithm)? {
+                let name = format!(
+                    "{}:{}",
+                    algorithm.file_name().unwrap_or_default().to_string_lossy(),
+                    blob.file_name().unwrap_or_default().to_string_lossy()
+                );
+                let size = fs::metadata(&blob).map(|m| m.len()).unwrap_or(0);
+                out.push((name.parse().ok(), size, blob));
+            }
+        }
+        Ok(out)
     }
 
     /// Deletes blobs that no index entry reaches. The caller holds the exclusive gc lock.
@@ -263,18 +333,9 @@ impl LocalStore {
             self.reachable(&entry.digest, &mut live)?;
         }
         let mut reclaimed = 0;
-        let blobs = self.root.join("blobs");
-        for algorithm in read_dir(&blobs)? {
-            for blob in read_dir(&algorithm)? {
-                let name = format!(
-                    "{}:{}",
-                    algorithm.file_name().unwrap_or_default().to_string_lossy(),
-                    blob.file_name().unwrap_or_default().to_string_lossy()
-                );
-                let keep = name.parse::<Digest>().is_ok_and(|d| live.contains(&d));
-                if !keep {
-                    reclaimed += remove_file(&blob)?;
-                }
+        for (digest, _, path) in self.blob_files()? {
+            if !digest.is_some_and(|d| live.contains(&d)) {
+                reclaimed += remove_file(&path)?;
             }
         }
         Ok(reclaimed)
@@ -471,11 +532,20 @@ mod tests {
                 .any(|d| d.digest == one.digest && d.name().is_none())
         );
 
+        let usage = store.usage().expect("usage");
+        assert_eq!((usage.images, usage.dangling), (2, 1));
+        assert!(
+            usage.reclaimable > 0 && usage.reclaimable < usage.blobs,
+            "{usage:?}"
+        );
         let removed = store.remove(|d| d.name().is_none()).expect("prune");
-        assert_eq!(removed.deleted, vec![one.digest.clone()]);
+        assert_eq!(removed.deleted, vec![(one.digest.clone(), Vec::new())]);
         assert!(!store.has_blob(&one.digest));
         assert!(store.has_blob(&two.digest));
-        assert!(removed.reclaimed > 0);
+        assert_eq!(
+            removed.reclaimed, usage.reclaimable,
+            "usage predicted the prune"
+        );
         // The shared config blob stays: the remaining image uses it.
         assert!(store.has_blob(&Digest::of(Algorithm::Sha256, b"{}")));
     }

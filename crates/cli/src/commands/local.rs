@@ -3,12 +3,15 @@
 use std::collections::BTreeMap;
 
 use agent_registry_client::ImageRef;
-use agent_registry_images::{ConfigSummary, Descriptor, LocalStore, Parts};
+use agent_registry_images::{
+    ConfigSummary, Descriptor, EventKind, ImageEvent, LocalStore, Parts, Removed,
+};
 use agent_registry_oci::Digest;
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 
 use crate::Context;
+use crate::commands::node::EventArgs;
 use crate::output::{self, Format};
 
 /// One stored image under one name, as the commands show it.
@@ -350,9 +353,16 @@ struct RemoveReport {
     untagged: Vec<String>,
     deleted: Vec<Digest>,
     reclaimed: u64,
+    #[serde(skip)]
+    removed_images: Vec<(Digest, Vec<String>)>,
 }
 
-pub fn rmi(ctx: &Context, images: &[String], force: bool) -> anyhow::Result<()> {
+pub async fn rmi(
+    ctx: &Context,
+    images: &[String],
+    force: bool,
+    events: &EventArgs,
+) -> anyhow::Result<()> {
     let store = ctx.store()?;
     let mut report = RemoveReport::default();
     for image in images {
@@ -379,22 +389,43 @@ pub fn rmi(ctx: &Context, images: &[String], force: bool) -> anyhow::Result<()> 
                 store.remove(|e| e.digest == digest)?
             }
         };
-        report.untagged.extend(removed.untagged);
-        report.deleted.extend(removed.deleted);
-        report.reclaimed += removed.reclaimed;
+        report.add(removed);
     }
+    report.announce(events).await?;
     print_removed(ctx, &report, false)
 }
 
-pub fn prune(ctx: &Context, all: bool) -> anyhow::Result<()> {
+pub async fn prune(ctx: &Context, all: bool, events: &EventArgs) -> anyhow::Result<()> {
     let store = ctx.store()?;
-    let removed = store.remove(|e| all || e.name().is_none())?;
-    let report = RemoveReport {
-        untagged: removed.untagged,
-        deleted: removed.deleted,
-        reclaimed: removed.reclaimed,
-    };
+    let mut report = RemoveReport::default();
+    report.add(store.remove(|e| all || e.name().is_none())?);
+    report.announce(events).await?;
     print_removed(ctx, &report, true)
+}
+
+impl RemoveReport {
+    fn add(&mut self, removed: Removed) {
+        self.untagged.extend(removed.untagged);
+        for (digest, names) in removed.deleted {
+            self.deleted.push(digest.clone());
+            self.removed_images.push((digest, names));
+        }
+        self.reclaimed += removed.reclaimed;
+    }
+
+    /// One ImageRemoved event per deleted image, named by its first name (or its digest).
+    async fn announce(&self, events: &EventArgs) -> anyhow::Result<()> {
+        let bus = events.bus().await?;
+        for (digest, names) in &self.removed_images {
+            let image = names.first().cloned().unwrap_or_else(|| digest.to_string());
+            let mut event = ImageEvent::new(EventKind::ImageRemoved, image);
+            event.digest = Some(digest.clone());
+            event.execution_id = events.execution_id.clone();
+            bus.emit(event);
+        }
+        bus.close().await;
+        Ok(())
+    }
 }
 
 fn print_removed(ctx: &Context, r: &RemoveReport, totals: bool) -> anyhow::Result<()> {

@@ -30,6 +30,24 @@ pub struct NodeArgs {
     /// credentials from, before any other source.
     #[arg(long, value_name = "FILE")]
     pub pull_secret: Option<PathBuf>,
+    #[command(flatten)]
+    pub events: EventArgs,
+    /// Give up a pull that has not finished after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Keep images in this engine instead of the local store.
+    #[arg(long, value_name = "docker|podman")]
+    pub engine: Option<EngineKind>,
+    /// The engine's API socket (default: its usual one).
+    #[arg(long, value_name = "PATH")]
+    pub engine_socket: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Where image events go.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct EventArgs {
     /// Append image events as JSON lines to FILE (- for stderr).
     #[arg(long, value_name = "FILE")]
     pub events: Option<String>,
@@ -45,21 +63,11 @@ pub struct NodeArgs {
     /// Execution ID carried by every event.
     #[arg(long, value_name = "ID")]
     pub execution_id: Option<String>,
-    /// Give up a pull that has not finished after this many seconds.
-    #[arg(long, value_name = "SECONDS")]
-    pub timeout: Option<u64>,
-    /// Keep images in this engine instead of the local store.
-    #[arg(long, value_name = "docker|podman")]
-    pub engine: Option<EngineKind>,
-    /// The engine's API socket (default: its usual one).
-    #[arg(long, value_name = "PATH")]
-    pub engine_socket: Option<String>,
-    #[command(flatten)]
-    pub registry: RegistryArgs,
 }
 
-impl NodeArgs {
-    async fn event_bus(&self) -> anyhow::Result<EventBus> {
+impl EventArgs {
+    /// The bus with the sinks these flags name; `close` it to deliver everything.
+    pub async fn bus(&self) -> anyhow::Result<EventBus> {
         let mut bus = EventBus::new();
         match self.events.as_deref() {
             Some("-") => bus = bus.with(JsonLines::new(std::io::stderr())),
@@ -83,7 +91,9 @@ impl NodeArgs {
         }
         Ok(bus)
     }
+}
 
+impl NodeArgs {
     /// The registry and client for `image`; a pull secret's credential wins.
     fn target(&self, ctx: &Context, image: &ImageRef) -> anyhow::Result<Target> {
         let mut target = ctx.env().target(image, &self.registry)?;
@@ -115,7 +125,7 @@ impl NodeArgs {
         let request = Ensure {
             image: &target.image,
             policy: self.policy,
-            execution_id: self.execution_id.as_deref(),
+            execution_id: self.events.execution_id.as_deref(),
             timeout: self.timeout.map(Duration::from_secs),
         };
         if let Some(kind) = self.engine {
@@ -193,7 +203,7 @@ pub async fn ensure(
         }
         _ => anyhow::bail!("give IMAGE or --runtime LANGUAGE:VERSION"),
     };
-    let events = args.event_bus().await?;
+    let events = args.events.bus().await?;
     let bars = Bars::new(quiet);
     let outcome = args.ensure(ctx, &image, &bars, &events).await;
     events.close().await;
@@ -247,7 +257,7 @@ pub async fn precache(
     if wanted.is_empty() {
         anyhow::bail!("nothing to pre-cache: no runtime matches and no IMAGE was given");
     }
-    let events = args.event_bus().await?;
+    let events = args.events.bus().await?;
     let bars = Bars::new(quiet);
     let mut reports = Vec::new();
     let mut first_error = None;
@@ -381,7 +391,7 @@ pub async fn run(
     let image: ImageRef = image.parse()?;
     let mut args = args.clone();
     let kind = *args.engine.get_or_insert(EngineKind::Docker);
-    let events = args.event_bus().await?;
+    let events = args.events.bus().await?;
     let ensured = args.ensure(ctx, &image, &Bars::new(true), &events).await;
     events.close().await;
     let pulled = ensured?;
@@ -411,4 +421,22 @@ pub fn parse_port(s: &str) -> Result<(u16, u16), String> {
             .map_err(|_| format!("{p:?} in {s:?} is not a port number"))
     };
     Ok((port(host)?, port(container)?))
+}
+
+/// `agent image df`: what the store holds and what a prune would free.
+pub fn disk_usage(ctx: &Context) -> anyhow::Result<()> {
+    let usage = ctx.store()?.usage()?;
+    match ctx.output {
+        Format::Json => output::json(&usage),
+        Format::Table => output::table(
+            &["IMAGES", "DANGLING", "BLOBS", "PARTIAL", "RECLAIMABLE"],
+            &[vec![
+                usage.images.to_string(),
+                usage.dangling.to_string(),
+                output::size(usage.blobs),
+                output::size(usage.partial),
+                output::size(usage.reclaimable),
+            ]],
+        ),
+    }
 }

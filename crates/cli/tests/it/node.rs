@@ -231,3 +231,83 @@ async fn events_are_published_to_nats_jetstream() {
     );
     let _ = js.delete_stream(&stream.cached_info().config.name).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_images_reports_image_removed_and_df_predicts_the_prune() {
+    let server = TestServer::start().await;
+    let host = server.host().to_owned();
+    push_image(&server.url, "gone", "1", &[noise(50_000, 45)]).await;
+    push_image(&server.url, "gone", "2", &[noise(60_000, 46)]).await;
+    let agent = Agent::new();
+    agent
+        .run(&["pull", "-q", &format!("{host}/gone:1")])
+        .await
+        .ok();
+    agent
+        .run(&["pull", "-q", &format!("{host}/gone:2")])
+        .await
+        .ok();
+    // gone:1 now names gone:2's image; the first image is dangling.
+    agent
+        .run(&["tag", &format!("{host}/gone:2"), &format!("{host}/gone:1")])
+        .await
+        .ok();
+    let df = agent.run(&["image", "df", "-o", "json"]).await.ok().json();
+    assert_eq!(
+        (df["images"].as_u64(), df["dangling"].as_u64()),
+        (Some(2), Some(1)),
+        "{df}"
+    );
+
+    let events = agent.home.path().join("removed.jsonl");
+    let events_arg = events.to_string_lossy().into_owned();
+    let pruned = agent
+        .run(&["image", "prune", "--events", &events_arg, "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(
+        pruned["reclaimed"], df["reclaimable"],
+        "df said what prune would free"
+    );
+    agent
+        .run(&[
+            "rmi",
+            &format!("{host}/gone:1"),
+            &format!("{host}/gone:2"),
+            "--events",
+            &events_arg,
+        ])
+        .await
+        .ok();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&events)
+        .expect("events")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let removed: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap_or("?"),
+                e["image"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    assert_eq!(removed.len(), 2, "{lines:?}");
+    assert!(removed.iter().all(|(t, _)| *t == "ImageRemoved"));
+    assert!(
+        removed[0].1.starts_with("sha256:"),
+        "a dangling image is named by digest"
+    );
+    assert!(
+        [format!("{host}/gone:1"), format!("{host}/gone:2")].contains(&removed[1].1.to_owned()),
+        "a named image is named by one of its names: {}",
+        removed[1].1
+    );
+    let after = agent.run(&["image", "df", "-o", "json"]).await.ok().json();
+    assert_eq!(
+        (after["images"].as_u64(), after["blobs"].as_u64()),
+        (Some(0), Some(0))
+    );
+}
