@@ -4,7 +4,8 @@
 //!
 //! Exit codes: 0 success; 1 any other failure; 2 a usage error; and one per failure class
 //! users script against: 3 authentication failed, 4 image not found in registry, 5 failed
-//! to connect to registry, 6 insufficient storage space, 7 rate limit exceeded.
+//! to connect to registry, 6 insufficient storage space, 7 rate limit exceeded. `agent run`
+//! exits with its container's status once the container has run.
 
 mod commands;
 pub mod config;
@@ -32,7 +33,8 @@ Environment:
   AAC_LOG_LEVEL            log level: error, warn, info, debug, trace
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 authentication failed, 4 image not found in registry,
-5 failed to connect to registry, 6 insufficient storage space, 7 rate limit exceeded.";
+5 failed to connect to registry, 6 insufficient storage space, 7 rate limit exceeded;
+`agent run` exits with the container's status once the container has run.";
 
 #[derive(Debug, Parser)]
 #[command(
