@@ -94,6 +94,14 @@ struct AuthFile {
     creds_store: Option<String>,
 }
 
+impl AuthFile {
+    /// The credential helper that holds `host`'s credentials, if the file names one: the
+    /// per-registry helper, else the default store.
+    fn helper_for(&self, host: &str) -> Option<&String> {
+        self.cred_helpers.get(host).or(self.creds_store.as_ref())
+    }
+}
+
 /// Finds a saved credential for `host` in a dockerconfigjson document (as a Kubernetes
 /// image pull secret holds).
 pub fn from_docker_config_json(json: &str, host: &str) -> Option<Credential> {
@@ -135,11 +143,7 @@ impl CredentialFiles {
     /// The saved credential for `host`, if any file or helper has one.
     pub fn lookup(&self, host: &str) -> Result<Option<Credential>> {
         if let Some(docker) = read_auth_file(&self.docker_config)? {
-            let helper = docker
-                .cred_helpers
-                .get(host)
-                .or(docker.creds_store.as_ref());
-            if let Some(helper) = helper
+            if let Some(helper) = docker.helper_for(host)
                 && let Some(c) = helper_get(helper, &server_key(host))?
             {
                 return Ok(Some(c));
@@ -163,11 +167,7 @@ impl CredentialFiles {
     pub fn store(&self, host: &str, username: &str, password: &str) -> Result<String> {
         let docker = read_auth_file(&self.docker_config)?.unwrap_or_default();
         let key = server_key(host);
-        if let Some(helper) = docker
-            .cred_helpers
-            .get(host)
-            .or(docker.creds_store.as_ref())
-        {
+        if let Some(helper) = docker.helper_for(host) {
             let input =
                 serde_json::json!({"ServerURL": key, "Username": username, "Secret": password});
             run_helper(helper, "store", &input.to_string())?;
@@ -185,11 +185,7 @@ impl CredentialFiles {
     pub fn erase(&self, host: &str) -> Result<bool> {
         let docker = read_auth_file(&self.docker_config)?.unwrap_or_default();
         let key = server_key(host);
-        if let Some(helper) = docker
-            .cred_helpers
-            .get(host)
-            .or(docker.creds_store.as_ref())
-        {
+        if let Some(helper) = docker.helper_for(host) {
             return Ok(run_helper(helper, "erase", &key).is_ok());
         }
         let mut removed = false;

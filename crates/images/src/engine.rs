@@ -14,7 +14,7 @@ use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::{
-    AttachContainerOptions, CreateImageOptions, RemoveContainerOptions, RemoveImageOptions,
+    AttachContainerOptions, CreateImageOptions, RemoveContainerOptions,
 };
 use futures_util::StreamExt as _;
 
@@ -56,7 +56,6 @@ pub enum EngineError {
 #[derive(Debug, Clone)]
 pub struct Engine {
     docker: Docker,
-    kind: EngineKind,
 }
 
 /// What to run.
@@ -93,11 +92,7 @@ impl Engine {
             .ping()
             .await
             .map_err(|e| unreachable(e.to_string()))?;
-        Ok(Engine { docker, kind })
-    }
-
-    pub fn kind(&self) -> EngineKind {
-        self.kind
+        Ok(Engine { docker })
     }
 
     /// The image the engine holds under `image`'s name, if any.
@@ -183,19 +178,6 @@ impl Engine {
                 cause: e.to_string(),
             }),
         }
-    }
-
-    /// Removes the image from the engine.
-    pub async fn remove(&self, image: &ImageRef) -> Result<(), EngineError> {
-        let name = engine_name(image);
-        self.docker
-            .remove_image(&name, Some(RemoveImageOptions::default()), None)
-            .await
-            .map(drop)
-            .map_err(|e| EngineError::Failed {
-                doing: format!("removing {name}"),
-                cause: e.to_string(),
-            })
     }
 
     /// Runs `image` to completion, streaming its output to `out` (stdout and stderr as the

@@ -99,6 +99,15 @@ impl Parts {
         }
     }
 
+    /// The image ID of the manifest whose digest is `manifest`: its config's digest, as
+    /// docker shows it, or for an index the manifest's own.
+    pub fn image_id(&self, manifest: &Digest) -> Digest {
+        match self {
+            Parts::Image { config, .. } => config.digest.clone(),
+            Parts::Index { .. } => manifest.clone(),
+        }
+    }
+
     /// Bytes of the blobs this manifest references, itself excluded.
     pub fn content_size(&self) -> u64 {
         match self {

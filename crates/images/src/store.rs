@@ -191,11 +191,7 @@ impl LocalStore {
         fs::create_dir_all(path.parent().unwrap_or(&self.root)).map_err(io)?;
         fs::rename(&ingest.partial, &path).map_err(io)?;
         sync_dir(path.parent().unwrap_or(&self.root)).map_err(io)?;
-        let _ = fs::remove_file(self.root.join(format!(
-            "ingest/{}-{}.lock",
-            digest.algorithm().as_str(),
-            digest.hex()
-        )));
+        let _ = fs::remove_file(ingest.partial.with_extension("lock"));
         Ok(())
     }
 
@@ -300,10 +296,8 @@ impl LocalStore {
                 usage.reclaimable += size;
             }
         }
-        for file in read_dir(&self.root.join("ingest"))? {
-            if file.extension().is_some_and(|e| e == "partial") {
-                usage.partial += fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-            }
+        for file in self.partial_files()? {
+            usage.partial += fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
         }
         usage.reclaimable += usage.partial;
         Ok(usage)
@@ -344,24 +338,29 @@ impl LocalStore {
     /// Deletes partial downloads that no process is working on.
     fn sweep_partials(&self) -> Result<u64> {
         let mut reclaimed = 0;
-        for file in read_dir(&self.root.join("ingest"))? {
-            if file.extension().is_some_and(|e| e == "partial") {
-                // A download in progress holds its lock; leave it be.
-                let lock = file.with_extension("lock");
-                let busy = File::options()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&lock)
-                    .and_then(|f| f.try_lock().map_err(io::Error::other))
-                    .is_err();
-                if !busy {
-                    reclaimed += remove_file(&file)?;
-                    let _ = fs::remove_file(&lock);
-                }
+        for file in self.partial_files()? {
+            // A download in progress holds its lock; leave it be.
+            let lock = file.with_extension("lock");
+            let busy = File::options()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&lock)
+                .and_then(|f| f.try_lock().map_err(io::Error::other))
+                .is_err();
+            if !busy {
+                reclaimed += remove_file(&file)?;
+                let _ = fs::remove_file(&lock);
             }
         }
         Ok(reclaimed)
+    }
+
+    /// The partial downloads under `ingest/`, in progress or abandoned.
+    fn partial_files(&self) -> Result<Vec<PathBuf>> {
+        let mut files = read_dir(&self.root.join("ingest"))?;
+        files.retain(|f| f.extension().is_some_and(|e| e == "partial"));
+        Ok(files)
     }
 
     /// `digest` and every blob it references, recursively (whether the store holds them or

@@ -110,12 +110,12 @@ pub async fn pull(
         fetched = client.manifest(&repo, &child.digest.to_string()).await?;
         parts = Parts::parse(&remote.to_string(), &fetched.bytes)?;
     }
-    let Parts::Image { config, .. } = &parts else {
+    if let Parts::Index { .. } = &parts {
         return Err(Error::Unsupported {
             reference: remote.to_string(),
             reason: "an index inside an index".into(),
         });
-    };
+    }
 
     let _writing = store.write_guard()?;
     let missing: Vec<Blob> = parts
@@ -148,9 +148,9 @@ pub async fn pull(
     )?;
     Ok(Pulled {
         name,
+        id: parts.image_id(&digest),
         digest,
         media_type: fetched.media_type,
-        id: config.digest.clone(),
         size: size + parts.content_size(),
         source,
     })
@@ -342,10 +342,7 @@ pub fn stored(store: &LocalStore, name: &str) -> Result<Option<Pulled>> {
         return Ok(None);
     };
     let parts = Parts::parse(name, &store.read_blob(&entry.digest)?)?;
-    let id = match &parts {
-        Parts::Image { config, .. } => config.digest.clone(),
-        Parts::Index { .. } => entry.digest.clone(),
-    };
+    let id = parts.image_id(&entry.digest);
     Ok(Some(Pulled {
         name: name.to_owned(),
         digest: entry.digest.clone(),

@@ -34,15 +34,13 @@ struct ImageView {
 fn view(store: &LocalStore, entry: &Descriptor) -> anyhow::Result<ImageView> {
     let manifest = store.read_blob(&entry.digest)?;
     let parts = Parts::parse(&entry.digest.to_string(), &manifest)?;
-    let (id, summary) = match &parts {
-        Parts::Image { config, .. } => (
-            config.digest.clone(),
-            store
-                .read_blob(&config.digest)
-                .map(|c| ConfigSummary::parse(&c))
-                .unwrap_or_default(),
-        ),
-        Parts::Index { .. } => (entry.digest.clone(), ConfigSummary::default()),
+    let id = parts.image_id(&entry.digest);
+    let summary = match &parts {
+        Parts::Image { config, .. } => store
+            .read_blob(&config.digest)
+            .map(|c| ConfigSummary::parse(&c))
+            .unwrap_or_default(),
+        Parts::Index { .. } => ConfigSummary::default(),
     };
     let (repository, tag) = match entry.name().and_then(|n| n.parse::<ImageRef>().ok()) {
         Some(r) => (
