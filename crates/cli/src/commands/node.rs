@@ -114,6 +114,7 @@ impl NodeArgs {
         Ok(target)
     }
 
+    /// Ensures `image` in the engine these flags name, or else in the local store.
     async fn ensure(
         &self,
         ctx: &Context,
@@ -122,16 +123,32 @@ impl NodeArgs {
         events: &EventBus,
     ) -> anyhow::Result<Pulled> {
         let target = self.target(ctx, image)?;
+        let engine = match self.engine {
+            Some(kind) => Some(Engine::connect(kind, self.engine_socket.as_deref()).await?),
+            None => None,
+        };
+        self.ensure_on(ctx, &target, engine.as_ref(), bars, events)
+            .await
+    }
+
+    /// Ensures `target.image` in `engine`, or in the local store when there is none.
+    async fn ensure_on(
+        &self,
+        ctx: &Context,
+        target: &Target,
+        engine: Option<&Engine>,
+        bars: &Bars,
+        events: &EventBus,
+    ) -> anyhow::Result<Pulled> {
         let request = Ensure {
             image: &target.image,
             policy: self.policy,
             execution_id: self.events.execution_id.as_deref(),
             timeout: self.timeout.map(Duration::from_secs),
         };
-        if let Some(kind) = self.engine {
-            let engine = Engine::connect(kind, self.engine_socket.as_deref()).await?;
+        if let Some(engine) = engine {
             let backend = Backend::Engine {
-                engine: &engine,
+                engine,
                 credential: &target.credential,
             };
             return Ok(ensure_image(&backend, &request, events).await?);
@@ -389,14 +406,15 @@ pub async fn run(
     args: &NodeArgs,
 ) -> anyhow::Result<i64> {
     let image: ImageRef = image.parse()?;
-    let mut args = args.clone();
-    let kind = *args.engine.get_or_insert(EngineKind::Docker);
+    let target = args.target(ctx, &image)?;
+    let kind = args.engine.unwrap_or(EngineKind::Docker);
+    let engine = Engine::connect(kind, args.engine_socket.as_deref()).await?;
     let events = args.events.bus().await?;
-    let ensured = args.ensure(ctx, &image, &Bars::new(true), &events).await;
+    let ensured = args
+        .ensure_on(ctx, &target, Some(&engine), &Bars::new(true), &events)
+        .await;
     events.close().await;
     let pulled = ensured?;
-    let target = ctx.env().target(&image, &args.registry)?;
-    let engine = Engine::connect(kind, args.engine_socket.as_deref()).await?;
     tracing::debug!(image = %pulled.name, "running");
     let code = engine
         .run(&target.image, spec, |bytes, to_stderr| {
