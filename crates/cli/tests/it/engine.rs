@@ -8,52 +8,16 @@ use std::time::Duration;
 
 use agent_registry_server::testing::TestServer;
 
-use crate::support::Agent;
-
-async fn run(program: &str, args: &[&str]) -> String {
-    let out = tokio::process::Command::new(program)
-        .args(args)
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("{program} could not start ({e})"));
-    assert!(
-        out.status.success(),
-        "{program} {} failed:\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn unique() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-}
+use crate::support::{Agent, rootfs_tar, run_ok, unique};
 
 /// Pushes a busybox image with a marker file to `host` with docker, then removes it from
 /// docker, so an engine pull has to fetch it. Returns its name.
 async fn busybox_image(host: &str, dir: &Path, marker: &str) -> String {
-    let root = dir.join("rootfs");
-    std::fs::create_dir_all(root.join("bin")).expect("mkdir");
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is installed");
-    std::fs::write(root.join("marker.txt"), marker).expect("marker");
-    let tar = dir.join("rootfs.tar");
-    run(
-        "tar",
-        &[
-            "-C",
-            &root.to_string_lossy(),
-            "-cf",
-            &tar.to_string_lossy(),
-            ".",
-        ],
-    )
-    .await;
+    let tar = rootfs_tar(dir, marker).await;
     let image = format!("{host}/engine/busybox:{}", unique());
-    run("docker", &["import", &tar.to_string_lossy(), &image]).await;
-    run("docker", &["push", "-q", &image]).await;
-    run("docker", &["rmi", &image]).await;
+    run_ok("docker", &["import", &tar.to_string_lossy(), &image]).await;
+    run_ok("docker", &["push", "-q", &image]).await;
+    run_ok("docker", &["rmi", &image]).await;
     image
 }
 
@@ -146,7 +110,7 @@ async fn agent_run_pulls_into_docker_as_the_policy_says_and_runs_the_image() {
         ])
         .await;
     assert_eq!(missing.code, 4, "{}", missing.stderr);
-    run("docker", &["rmi", &image]).await;
+    run_ok("docker", &["rmi", &image]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

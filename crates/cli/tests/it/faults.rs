@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use agent_registry_server::testing::TestServer;
 
-use crate::support::{Agent, Fault, FaultProxy, files_under, noise, push_image, sha256};
+use crate::support::{Agent, Fault, FaultProxy, Tmpfs, files_under, noise, push_image, sha256};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_image_is_exit_4_image_not_found() {
@@ -14,14 +14,9 @@ async fn a_missing_image_is_exit_4_image_not_found() {
     let r = agent
         .run(&["pull", &format!("{}/nope:1", server.host())])
         .await;
-    assert_eq!(r.code, 4, "{}", r.stderr);
-    assert!(
-        r.stderr.starts_with(&format!(
-            "agent: image not found in registry {}",
-            server.host()
-        )),
-        "{}",
-        r.stderr
+    let r = r.failed(
+        4,
+        &format!("agent: image not found in registry {}", server.host()),
     );
     assert!(
         r.stderr.contains("nope:1"),
@@ -38,13 +33,9 @@ async fn nothing_listening_is_exit_5_failed_to_connect() {
         .port();
     let agent = Agent::new();
     let r = agent.run(&["pull", &format!("127.0.0.1:{port}/a:1")]).await;
-    assert_eq!(r.code, 5, "{}", r.stderr);
-    assert!(
-        r.stderr.starts_with(&format!(
-            "agent: failed to connect to registry 127.0.0.1:{port}"
-        )),
-        "{}",
-        r.stderr
+    let r = r.failed(
+        5,
+        &format!("agent: failed to connect to registry 127.0.0.1:{port}"),
     );
     assert!(
         r.stderr.contains("Connection refused"),
@@ -78,12 +69,9 @@ async fn persistent_rate_limiting_is_exit_7() {
     let proxy = FaultProxy::start(&server.url, Fault::AlwaysRateLimit).await;
     let agent = Agent::new();
     let r = agent.run(&["pull", &format!("{}/r:1", proxy.host())]).await;
-    assert_eq!(r.code, 7, "{}", r.stderr);
-    assert!(
-        r.stderr
-            .starts_with(&format!("agent: rate limit exceeded at {}", proxy.host())),
-        "{}",
-        r.stderr
+    let r = r.failed(
+        7,
+        &format!("agent: rate limit exceeded at {}", proxy.host()),
     );
     assert!(
         r.stderr.contains("slow down"),
@@ -178,31 +166,12 @@ async fn a_full_disk_is_exit_6_and_leaves_the_store_usable() {
     push_image(&server.url, "big", "1", &[noise(6 << 20, 10)]).await;
     push_image(&server.url, "small", "1", &[noise(1000, 11)]).await;
     let agent = Agent::new();
-    let home = agent.aac_home();
-    std::fs::create_dir_all(&home).expect("mkdir");
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-        .arg(&home)
-        .status()
-        .expect("mount");
-    assert!(mounted.success(), "mount a 4 MiB tmpfs (needs root)");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(home.clone());
+    let _full = Tmpfs::mount(&agent.aac_home(), "4m");
 
     let r = agent
         .run(&["pull", &format!("{}/big:1", server.host())])
         .await;
-    assert_eq!(r.code, 6, "{}", r.stderr);
-    assert!(
-        r.stderr.starts_with("agent: insufficient storage space"),
-        "{}",
-        r.stderr
-    );
+    r.failed(6, "agent: insufficient storage space");
     let blobs = files_under(&agent.store().join("blobs"));
     assert!(
         blobs.len() <= 1,
@@ -229,19 +198,7 @@ async fn a_full_registry_is_exit_6() {
         .ok();
 
     let root = tempfile::tempdir().expect("tempdir");
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-        .arg(root.path())
-        .status()
-        .expect("mount");
-    assert!(mounted.success(), "mount a 4 MiB tmpfs (needs root)");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(root.path().to_owned());
+    let _full = Tmpfs::mount(root.path(), "4m");
     let full = TestServer::start_with(|c| c.root = root.path().join("data")).await;
 
     let r = agent
@@ -252,13 +209,11 @@ async fn a_full_registry_is_exit_6() {
             &full.url,
         ])
         .await;
-    assert_eq!(r.code, 6, "{}", r.stderr);
-    assert!(
-        r.stderr.starts_with(&format!(
+    r.failed(
+        6,
+        &format!(
             "agent: insufficient storage space: registry {} has no room",
             full.host()
-        )),
-        "{}",
-        r.stderr
+        ),
     );
 }

@@ -3,7 +3,6 @@
 //! packages scripts/test installs (docker-registry, apache2-utils, docker.io, skopeo) and
 //! a running dockerd.
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use agent_registry_server::testing::TestServer;
 
 use std::sync::atomic::Ordering;
 
-use crate::support::{Agent, noise, push_image};
+use crate::support::{Agent, noise, push_image, rootfs_tar, run_ok, unique};
 use crate::token::{REFRESH_TOKEN, TokenService};
 
 /// docker-registry on a free port with the given `auth:` section.
@@ -88,22 +87,6 @@ async fn agent_with_image(ours: &TestServer, target: &str) -> Agent {
     agent
 }
 
-async fn run(program: &str, args: &[&str]) -> String {
-    let out = tokio::process::Command::new(program)
-        .args(args)
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("{program} could not start ({e}); scripts/test installs it"));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{program} {} failed:\n{stdout}\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs docker-registry and htpasswd: run scripts/test"]
 async fn basic_auth_against_the_reference_registry() {
@@ -113,14 +96,9 @@ async fn basic_auth_against_the_reference_registry() {
     let mut agent = agent_with_image(&ours, &target).await;
 
     let anonymous = agent.run(&["push", &target]).await;
-    assert_eq!(anonymous.code, 3, "{}", anonymous.stderr);
-    assert!(
-        anonymous.stderr.starts_with(&format!(
-            "agent: authentication failed for {}",
-            reference.host
-        )),
-        "{}",
-        anonymous.stderr
+    let anonymous = anonymous.failed(
+        3,
+        &format!("agent: authentication failed for {}", reference.host),
     );
     assert!(
         anonymous.stderr.contains("agent login"),
@@ -259,14 +237,9 @@ async fn bearer_tokens_and_oauth2_against_the_reference_registry() {
     let agent = agent_with_image(&ours, &target).await;
 
     let anonymous = agent.run(&["push", &target]).await;
-    assert_eq!(anonymous.code, 3, "{}", anonymous.stderr);
-    assert!(
-        anonymous.stderr.starts_with(&format!(
-            "agent: authentication failed for {}",
-            reference.host
-        )),
-        "{}",
-        anonymous.stderr
+    anonymous.failed(
+        3,
+        &format!("agent: authentication failed for {}", reference.host),
     );
 
     // Basic credentials are exchanged for a token (GET), once per scope, not per request.
@@ -324,27 +297,6 @@ async fn bearer_tokens_and_oauth2_against_the_reference_registry() {
     );
 }
 
-/// A root filesystem tarball with a static busybox and a marker file.
-async fn rootfs_tar(dir: &Path, marker: &str) -> std::path::PathBuf {
-    let root = dir.join("rootfs");
-    std::fs::create_dir_all(root.join("bin")).expect("mkdir");
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is installed");
-    std::fs::write(root.join("marker.txt"), marker).expect("marker");
-    let tar = dir.join("rootfs.tar");
-    run(
-        "tar",
-        &[
-            "-C",
-            &root.to_string_lossy(),
-            "-cf",
-            &tar.to_string_lossy(),
-            ".",
-        ],
-    )
-    .await;
-    tar
-}
-
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs docker with dockerd running and skopeo: run scripts/test"]
 async fn images_move_between_agent_docker_and_skopeo() {
@@ -352,13 +304,10 @@ async fn images_move_between_agent_docker_and_skopeo() {
     let host = server.host().to_owned();
     let dir = tempfile::tempdir().expect("tempdir");
     let tar = rootfs_tar(dir.path(), "from-docker").await;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let by_docker = format!("{host}/interop/by-docker:{nanos}");
-    run("docker", &["import", &tar.to_string_lossy(), &by_docker]).await;
-    run("docker", &["push", "-q", &by_docker]).await;
-    run("docker", &["rmi", &by_docker]).await;
+    let by_docker = format!("{host}/interop/by-docker:{}", unique());
+    run_ok("docker", &["import", &tar.to_string_lossy(), &by_docker]).await;
+    run_ok("docker", &["push", "-q", &by_docker]).await;
+    run_ok("docker", &["rmi", &by_docker]).await;
 
     // docker -> agent: agent pulls what docker pushed, and pushes it back under a new name.
     let agent = Agent::new();
@@ -368,8 +317,8 @@ async fn images_move_between_agent_docker_and_skopeo() {
     agent.run(&["push", "-q", &by_agent]).await.ok();
 
     // agent -> docker: the image runs.
-    run("docker", &["pull", "-q", &by_agent]).await;
-    let out = run(
+    run_ok("docker", &["pull", "-q", &by_agent]).await;
+    let out = run_ok(
         "docker",
         &[
             "run",
@@ -382,11 +331,11 @@ async fn images_move_between_agent_docker_and_skopeo() {
     )
     .await;
     assert_eq!(out, "from-docker");
-    run("docker", &["rmi", &by_agent]).await;
+    run_ok("docker", &["rmi", &by_agent]).await;
 
     // agent -> skopeo, and the local store is an OCI layout skopeo reads.
     let copied = dir.path().join("copied");
-    run(
+    run_ok(
         "skopeo",
         &[
             "copy",
@@ -403,7 +352,7 @@ async fn images_move_between_agent_docker_and_skopeo() {
         .run(&["pull", "-q", &format!("{host}/interop/oci:v7")])
         .await
         .ok();
-    let inspect = run(
+    let inspect = run_ok(
         "skopeo",
         &["inspect", &format!("oci:{}:v7", agent.store().display())],
     )
@@ -421,7 +370,7 @@ async fn images_move_between_agent_docker_and_skopeo() {
         ])
         .await
         .ok();
-    let inspect = run(
+    let inspect = run_ok(
         "skopeo",
         &["inspect", &format!("oci-archive:{}:v7", archive.display())],
     )

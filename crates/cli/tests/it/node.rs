@@ -187,9 +187,7 @@ async fn events_go_to_a_webhook_in_order() {
 async fn events_are_published_to_nats_jetstream() {
     let server = TestServer::start().await;
     push_image(&server.url, "natty", "1", &[noise(100, 44)]).await;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nanos = crate::support::unique();
     let subject = format!("agent.test.{nanos}");
     let nats = async_nats::connect("nats://127.0.0.1:4222")
         .await

@@ -39,6 +39,15 @@ impl Run {
         self
     }
 
+    /// Fails the test unless the run exited with `code` and its stderr starts with `prefix`
+    /// (the class's phrase, for the classes scripts rely on).
+    #[track_caller]
+    pub fn failed(self, code: i32, prefix: &str) -> Run {
+        assert_eq!(self.code, code, "{}", self.stderr);
+        assert!(self.stderr.starts_with(prefix), "{}", self.stderr);
+        self
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
@@ -171,6 +180,74 @@ pub async fn push_image(base_url: &str, repo: &str, tag: &str, layers: &[Vec<u8>
         .expect("push manifest");
     assert!(r.status().is_success(), "push manifest: {}", r.status());
     sha256(&manifest)
+}
+
+/// Runs a program the test needs, failing the test with its output if it fails; returns
+/// its stdout.
+pub async fn run_ok(program: &str, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{program} could not start ({e}); scripts/test installs it"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{program} {} failed:\n{stdout}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// A number no other run of the tests uses, for unique tags and subjects.
+pub fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// A root filesystem tarball with a static busybox and `/marker.txt` holding `marker`.
+pub async fn rootfs_tar(dir: &Path, marker: &str) -> PathBuf {
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).expect("mkdir");
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is installed");
+    std::fs::write(root.join("marker.txt"), marker).expect("marker");
+    let tar = dir.join("rootfs.tar");
+    run_ok(
+        "tar",
+        &[
+            "-C",
+            &root.to_string_lossy(),
+            "-cf",
+            &tar.to_string_lossy(),
+            ".",
+        ],
+    )
+    .await;
+    tar
+}
+
+/// A tmpfs of `size` (such as "4m") mounted on `dir` until dropped. Needs root.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("mount");
+        assert!(mounted.success(), "mount a {size} tmpfs (needs root)");
+        Tmpfs(dir.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
 }
 
 /// Files under `dir`, recursively.
