@@ -1,5 +1,6 @@
 //! Registry metadata: which repositories exist, which blobs each may see, manifests with their
-//! references, tags, referrers and upload sessions.
+//! references, tags, referrers, upload sessions, and the agent catalogue (search, versions,
+//! downloads, ratings).
 //!
 //! [`MetadataStore`] is the contract; [`SqliteStore`] is the embedded backend (WAL, one writer,
 //! a small pool of readers). All SQL lives in the backend modules. Every change that touches
@@ -13,6 +14,7 @@ pub mod suite;
 
 use std::collections::BTreeMap;
 
+use agent_registry_oci::catalogue::{AgentInfo, SearchHit, SortKey};
 use agent_registry_oci::{Digest, Reference, RepoName, Tag};
 use bytes::Bytes;
 
@@ -38,6 +40,10 @@ pub enum MetadataError {
     },
     #[error("metadata database failed while {doing}: {cause}")]
     Backend { doing: &'static str, cause: String },
+    #[error(
+        "tag {tag} in repository {repo} is an immutable release; push a new version instead of moving it"
+    )]
+    TagImmutable { repo: RepoName, tag: Tag },
     /// The disk (or quota) holding the database is full: the write did not happen.
     #[error("metadata database has no space left while {doing}: {cause}")]
     Full { doing: &'static str, cause: String },
@@ -81,6 +87,70 @@ pub struct NewManifest {
     pub manifests: Vec<Digest>,
     pub annotations: BTreeMap<String, String>,
     pub tag: Option<Tag>,
+    /// What the catalogue shows for this manifest when a tag points at it.
+    pub listing: Listing,
+    /// Who pushed it (recorded on the tag it moves).
+    pub pushed_by: Option<String>,
+    /// Refuse to move `tag` if it already points at another manifest.
+    pub tag_immutable: bool,
+}
+
+/// A manifest's catalogue facts: agent metadata from its annotations and labels, when it was
+/// created and how large its content is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub info: AgentInfo,
+    /// Seconds since the Unix epoch.
+    pub created: i64,
+    pub size: u64,
+}
+
+/// A catalogue search, validated: every bound already parsed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Search {
+    pub text: Option<String>,
+    pub name: Option<String>,
+    pub tag: Option<String>,
+    pub capability: Option<String>,
+    /// Matches any part of the author, ignoring case.
+    pub author: Option<String>,
+    pub created_after: Option<i64>,
+    pub created_before: Option<i64>,
+    pub size_min: Option<u64>,
+    pub size_max: Option<u64>,
+    pub sort: SortKey,
+    pub offset: u64,
+    pub limit: u32,
+}
+
+/// One page of search hits and how many match in all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchPage {
+    pub hits: Vec<SearchHit>,
+    pub total: u64,
+}
+
+/// One tag of an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagRecord {
+    pub tag: String,
+    pub digest: Digest,
+    pub size: u64,
+    pub pushed_at: i64,
+    pub pushed_by: Option<String>,
+}
+
+/// An agent (a repository with at least one tag) as the catalogue holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRecord {
+    pub name: RepoName,
+    /// The tag search shows: `latest`, else the highest release, else the newest tag.
+    pub tag: String,
+    pub listing: Listing,
+    pub tags: Vec<TagRecord>,
+    pub downloads: u64,
+    pub rating_sum: u64,
+    pub rating_count: u64,
 }
 
 /// A stored manifest, as served.
@@ -175,4 +245,14 @@ pub trait MetadataStore: Send + Sync + 'static {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>>;
+
+    /// Catalogue search over every repository with a tag.
+    async fn search(&self, search: &Search) -> Result<SearchPage>;
+    /// An agent with all its tags; `None` if the repository has no tag.
+    async fn agent(&self, repo: &RepoName) -> Result<Option<AgentRecord>>;
+    /// Adds counted downloads. Bookkeeping: not synced before it returns.
+    async fn add_downloads(&self, counts: Vec<(RepoName, u64)>) -> Result<()>;
+    /// Records `rater`'s rating of `repo` (replacing an earlier one) and returns the new
+    /// `(sum, count)`; `None` if the repository has no tag.
+    async fn rate(&self, repo: &RepoName, rater: &str, stars: u8) -> Result<Option<(u64, u64)>>;
 }

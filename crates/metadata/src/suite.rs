@@ -2,10 +2,11 @@
 
 use std::collections::BTreeMap;
 
+use agent_registry_oci::catalogue::{AgentInfo, SortKey};
 use agent_registry_oci::{Algorithm, Digest, Reference, RepoName, Tag};
 use bytes::Bytes;
 
-use crate::{MetadataError, MetadataStore, NewManifest, RefKind};
+use crate::{Listing, MetadataError, MetadataStore, NewManifest, RefKind, Search};
 
 fn d(s: &str) -> Digest {
     Digest::of(Algorithm::Sha256, s.as_bytes())
@@ -37,6 +38,9 @@ fn manifest(
         manifests,
         annotations: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
         tag: t.map(tag),
+        listing: Listing::default(),
+        pushed_by: None,
+        tag_immutable: false,
     }
 }
 
@@ -49,6 +53,351 @@ pub async fn run_all(store: &dyn MetadataStore) {
     referrers_filter_by_artifact_type(store).await;
     uploads_are_recorded(store).await;
     concurrent_writes_fail_alone(store).await;
+    catalogue_follows_tags(store).await;
+    catalogue_searches_filters_and_pages(store).await;
+    downloads_and_ratings_add_up(store).await;
+    immutable_tags_do_not_move(store).await;
+}
+
+/// Pushes a one-blob manifest named `name` with `listing` under `tags` of `r`.
+async fn publish(store: &dyn MetadataStore, r: &str, name: &str, listing: Listing, tags: &[&str]) {
+    let r = repo(r);
+    store.link_blob(&r, &d("cat-layer"), 1).await.expect("link");
+    for t in tags {
+        let mut m = manifest(&r, name, vec![d("cat-layer")], vec![], Some(t));
+        m.listing = listing.clone();
+        m.pushed_by = Some("tester".into());
+        store.put_manifest(m).await.expect("put");
+    }
+}
+
+fn listing(description: &str, author: &str, caps: &[&str], created: i64, size: u64) -> Listing {
+    Listing {
+        info: AgentInfo {
+            description: Some(description.into()),
+            author: Some(author.into()),
+            capabilities: caps.iter().map(|c| (*c).to_owned()).collect(),
+            ..AgentInfo::default()
+        },
+        created,
+        size,
+    }
+}
+
+fn names(page: &crate::SearchPage) -> Vec<String> {
+    page.hits
+        .iter()
+        .map(|h| format!("{}:{}", h.name, h.tag))
+        .collect()
+}
+
+async fn catalogue_follows_tags(store: &dyn MetadataStore) {
+    let one = listing("first cut", "Ann", &["chat"], 100, 10);
+    let two = listing("second cut", "Ann", &["chat"], 200, 20);
+    publish(store, "follow/agent", "f1", one, &["1.0.0", "dev"]).await;
+    let search = |text: &str| Search {
+        text: Some(text.into()),
+        limit: 10,
+        ..Search::default()
+    };
+    let page = store.search(&search("follow")).await.expect("search");
+    assert_eq!(
+        names(&page),
+        ["follow/agent:1.0.0"],
+        "a release beats other tags"
+    );
+    publish(store, "follow/agent", "f2", two, &["1.1.0-rc.1", "latest"]).await;
+    let page = store.search(&search("follow")).await.expect("search");
+    assert_eq!(
+        names(&page),
+        ["follow/agent:latest"],
+        "latest is shown when present"
+    );
+    assert_eq!(page.hits[0].description.as_deref(), Some("second cut"));
+    assert!(
+        store
+            .search(&search("first"))
+            .await
+            .expect("search")
+            .hits
+            .is_empty(),
+        "old text is gone"
+    );
+
+    let agent = store
+        .agent(&repo("follow/agent"))
+        .await
+        .expect("agent")
+        .expect("listed");
+    let tags: Vec<&str> = agent.tags.iter().map(|t| t.tag.as_str()).collect();
+    assert_eq!(tags, ["1.1.0-rc.1", "1.0.0", "dev", "latest"]);
+    assert_eq!(agent.tags[0].pushed_by.as_deref(), Some("tester"));
+    assert_eq!(agent.listing.size, 20);
+
+    for t in ["latest", "1.1.0-rc.1", "1.0.0", "dev"] {
+        store
+            .delete_tag(&repo("follow/agent"), &tag(t))
+            .await
+            .expect("untag");
+    }
+    assert!(
+        store
+            .search(&search("follow"))
+            .await
+            .expect("search")
+            .hits
+            .is_empty()
+    );
+    assert!(
+        store
+            .agent(&repo("follow/agent"))
+            .await
+            .expect("agent")
+            .is_none()
+    );
+}
+
+async fn catalogue_searches_filters_and_pages(store: &dyn MetadataStore) {
+    publish(
+        store,
+        "find/chat-bot",
+        "c1",
+        listing(
+            "A friendly chat assistant",
+            "Ann Lee <ann@example.com>",
+            &["chat", "text-generation"],
+            1000,
+            5_000_000,
+        ),
+        &["1.0.0", "latest"],
+    )
+    .await;
+    publish(
+        store,
+        "find/summarizer",
+        "c2",
+        listing(
+            "Summarizes long documents",
+            "Bob",
+            &["summarization"],
+            2000,
+            50_000_000,
+        ),
+        &["2.0.0"],
+    )
+    .await;
+    publish(
+        store,
+        "find/chat",
+        "c3",
+        listing("Minimal echo agent", "Cy", &["chat"], 3000, 1_000),
+        &["dev"],
+    )
+    .await;
+    let base = Search {
+        text: Some("find".into()),
+        limit: 10,
+        ..Search::default()
+    };
+    let run = |s: Search| async move { store.search(&s).await.expect("search") };
+
+    let page = run(Search {
+        text: Some("chat".into()),
+        ..base.clone()
+    })
+    .await;
+    assert_eq!(
+        names(&page),
+        ["find/chat:dev", "find/chat-bot:latest"],
+        "exact name first"
+    );
+    let page = run(Search {
+        text: Some("documents".into()),
+        ..base.clone()
+    })
+    .await;
+    assert_eq!(
+        names(&page),
+        ["find/summarizer:2.0.0"],
+        "description words match"
+    );
+    let page = run(Search {
+        text: Some("summ".into()),
+        ..base.clone()
+    })
+    .await;
+    assert_eq!(
+        names(&page),
+        ["find/summarizer:2.0.0"],
+        "partial names match"
+    );
+    let page = run(Search {
+        capability: Some("CHAT".into()),
+        sort: SortKey::Name,
+        ..base.clone()
+    })
+    .await;
+    assert_eq!(names(&page), ["find/chat:dev", "find/chat-bot:latest"]);
+    let page = run(Search {
+        author: Some("ann lee".into()),
+        ..base.clone()
+    })
+    .await;
+    assert_eq!(names(&page), ["find/chat-bot:latest"]);
+    let page = run(Search {
+        author: Some("%".into()),
+        ..base.clone()
+    })
+    .await;
+    assert!(page.hits.is_empty(), "author wildcards are literal");
+    let page = run(Search {
+        size_min: Some(10_000_000),
+        ..base.clone()
+    })
+    .await;
+    assert_eq!(names(&page), ["find/summarizer:2.0.0"]);
+    assert_eq!(page.hits[0].size, "50MB");
+    let page = run(Search {
+        created_after: Some(1500),
+        created_before: Some(2500),
+        ..base.clone()
+    })
+    .await;
+    assert_eq!(names(&page), ["find/summarizer:2.0.0"]);
+    let page = run(Search {
+        sort: SortKey::Created,
+        ..base.clone()
+    })
+    .await;
+    assert_eq!(
+        names(&page),
+        [
+            "find/chat:dev",
+            "find/summarizer:2.0.0",
+            "find/chat-bot:latest"
+        ]
+    );
+    let page = run(Search {
+        sort: SortKey::Name,
+        offset: 1,
+        limit: 1,
+        ..base.clone()
+    })
+    .await;
+    assert_eq!(
+        (names(&page), page.total),
+        (vec!["find/chat-bot:latest".to_owned()], 3)
+    );
+    let page = run(Search {
+        tag: Some("1.0.0".into()),
+        ..base.clone()
+    })
+    .await;
+    assert_eq!(
+        names(&page),
+        ["find/chat-bot:1.0.0"],
+        "a tag filter shows that tag"
+    );
+    let page = run(Search {
+        name: Some("find/chat".into()),
+        ..base.clone()
+    })
+    .await;
+    assert_eq!(names(&page), ["find/chat:dev"]);
+    let page = run(Search {
+        text: Some("\"*)(".into()),
+        ..base.clone()
+    })
+    .await;
+    assert_eq!(
+        page.total, 0,
+        "punctuation alone matches nothing and is no error"
+    );
+}
+
+async fn downloads_and_ratings_add_up(store: &dyn MetadataStore) {
+    publish(store, "rank/a", "r1", Listing::default(), &["latest"]).await;
+    publish(store, "rank/b", "r2", Listing::default(), &["latest"]).await;
+    store
+        .add_downloads(vec![(repo("rank/b"), 3), (repo("rank/a"), 1)])
+        .await
+        .expect("count");
+    store
+        .add_downloads(vec![(repo("rank/b"), 1)])
+        .await
+        .expect("count");
+    let search = |sort| Search {
+        text: Some("rank".into()),
+        sort,
+        limit: 10,
+        ..Search::default()
+    };
+    let page = store
+        .search(&search(SortKey::Downloads))
+        .await
+        .expect("search");
+    assert_eq!(names(&page), ["rank/b:latest", "rank/a:latest"]);
+    assert_eq!(page.hits[0].downloads, 4);
+
+    assert_eq!(
+        store.rate(&repo("rank/a"), "ann", 5).await.expect("rate"),
+        Some((5, 1))
+    );
+    assert_eq!(
+        store.rate(&repo("rank/a"), "bob", 3).await.expect("rate"),
+        Some((8, 2))
+    );
+    assert_eq!(
+        store.rate(&repo("rank/a"), "ann", 4).await.expect("rate"),
+        Some((7, 2)),
+        "a second rating replaces the first"
+    );
+    assert_eq!(
+        store.rate(&repo("rank/b"), "ann", 2).await.expect("rate"),
+        Some((2, 1))
+    );
+    assert_eq!(
+        store
+            .rate(&repo("rank/none"), "ann", 2)
+            .await
+            .expect("rate"),
+        None
+    );
+    let page = store
+        .search(&search(SortKey::Rating))
+        .await
+        .expect("search");
+    assert_eq!(names(&page), ["rank/a:latest", "rank/b:latest"]);
+    assert_eq!(
+        (page.hits[0].rating, page.hits[0].rating_count),
+        (Some(3.5), 2)
+    );
+}
+
+async fn immutable_tags_do_not_move(store: &dyn MetadataStore) {
+    let r = repo("frozen/agent");
+    store.link_blob(&r, &d("l"), 1).await.expect("link");
+    let put = |name: &str| {
+        let mut m = manifest(&r, name, vec![d("l")], vec![], Some("1.0.0"));
+        m.tag_immutable = true;
+        m
+    };
+    store.put_manifest(put("i1")).await.expect("first push");
+    store
+        .put_manifest(put("i1"))
+        .await
+        .expect("the same manifest again is fine");
+    let err = store
+        .put_manifest(put("i2"))
+        .await
+        .expect_err("moving is refused");
+    assert!(matches!(err, MetadataError::TagImmutable { .. }), "{err}");
+    let got = store
+        .manifest(&r, &Reference::Tag(tag("1.0.0")))
+        .await
+        .expect("get")
+        .expect("still there");
+    assert_eq!(got.digest, d("i1"));
 }
 
 async fn blobs_are_scoped_to_repositories(store: &dyn MetadataStore) {

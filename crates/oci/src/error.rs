@@ -25,6 +25,8 @@ pub enum ErrorCode {
     Toomanyrequests,
     /// Distribution's code for a bad `n` on list endpoints.
     PaginationNumberInvalid,
+    /// A bad query parameter or body field on the `/api/v1` endpoints.
+    ParameterInvalid,
     /// Distribution's code for an unexpected server fault; the body says no more than that.
     Unknown,
 }
@@ -53,6 +55,7 @@ impl ErrorCode {
             Unsupported => (405, "the operation is unsupported"),
             Toomanyrequests => (429, "too many requests"),
             PaginationNumberInvalid => (400, "invalid number of results requested"),
+            ParameterInvalid => (400, "invalid request parameter"),
             Unknown => (500, "unknown error"),
         }
     }

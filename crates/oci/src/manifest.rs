@@ -34,6 +34,13 @@ pub struct Manifest {
     /// Child manifests that must exist in the repository (indexes only).
     pub manifests: Vec<Digest>,
     pub annotations: BTreeMap<String, String>,
+    /// The config blob (image manifests only): where image labels live.
+    pub config: Option<Digest>,
+    /// Bytes of the config and layers an image manifest lists (0 for an index).
+    pub content_size: u64,
+    /// Child manifests that are runnable images, in the index's order: children with a real
+    /// platform, not attestations (`vnd.docker.reference.type`) or `unknown/unknown`.
+    pub images: Vec<Digest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -138,14 +145,21 @@ impl Manifest {
                     .as_ref()
                     .map(ToString::to_string)
                     .or_else(|| Some(m.config().media_type().to_string()));
+                let content_size = std::iter::once(m.config())
+                    .chain(m.layers())
+                    .map(|d| d.size())
+                    .sum();
                 Ok(Manifest {
                     media_type,
                     kind,
                     artifact_type,
                     subject: m.subject().as_ref().map(digest_of).transpose()?,
+                    config: Some(blobs[0].clone()),
                     blobs,
                     manifests: Vec::new(),
                     annotations: sorted(m.annotations()),
+                    content_size,
+                    images: Vec::new(),
                 })
             }
             ManifestKind::Index => {
@@ -155,7 +169,14 @@ impl Manifest {
                     .manifests()
                     .iter()
                     .map(digest_of)
-                    .collect::<Result<_, _>>()?;
+                    .collect::<Result<Vec<_>, _>>()?;
+                let images = m
+                    .manifests()
+                    .iter()
+                    .zip(&manifests)
+                    .filter(|(d, _)| is_runnable(d))
+                    .map(|(_, digest)| digest.clone())
+                    .collect();
                 Ok(Manifest {
                     media_type,
                     kind,
@@ -164,6 +185,9 @@ impl Manifest {
                     blobs: Vec::new(),
                     manifests,
                     annotations: sorted(m.annotations()),
+                    config: None,
+                    content_size: 0,
+                    images,
                 })
             }
         }
@@ -183,6 +207,23 @@ fn digest_of(d: &Descriptor) -> Result<Digest, ManifestError> {
 fn is_foreign(d: &Descriptor) -> bool {
     let m = d.media_type().to_string();
     m.contains("nondistributable") || m.contains(".foreign.")
+}
+
+/// Whether an index entry is an image a node could run, rather than an attestation or other
+/// attached artifact.
+fn is_runnable(d: &Descriptor) -> bool {
+    let attached = d
+        .annotations()
+        .as_ref()
+        .is_some_and(|a| a.contains_key("vnd.docker.reference.type"));
+    let unknown = d
+        .platform()
+        .as_ref()
+        .is_some_and(|p| p.os().to_string() == "unknown");
+    let media_type = d.media_type().to_string();
+    !attached
+        && !unknown
+        && (media_type == media::OCI_MANIFEST || media_type == media::DOCKER_MANIFEST)
 }
 
 fn sorted(a: &Option<std::collections::HashMap<String, String>>) -> BTreeMap<String, String> {
@@ -257,6 +298,36 @@ mod tests {
         assert_eq!(m.manifests.len(), 1);
         assert_eq!(m.subject.map(|d| d.to_string()).as_deref(), Some(D2));
         assert_eq!(m.artifact_type.as_deref(), Some("application/x.test"));
+        assert_eq!(
+            m.images.len(),
+            1,
+            "an image child without a platform is runnable"
+        );
+    }
+
+    #[test]
+    fn image_manifest_knows_its_config_and_content_size() {
+        let m = Manifest::parse(Some(media::OCI_MANIFEST), image("").as_bytes()).expect("parses");
+        assert_eq!(m.config.map(|d| d.to_string()).as_deref(), Some(D1));
+        assert_eq!(m.content_size, 5);
+    }
+
+    #[test]
+    fn attestations_and_unknown_platforms_are_not_runnable_images() {
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{index}","manifests":[
+            {{"mediaType":"{m}","digest":"{D1}","size":7,"platform":{{"os":"unknown","architecture":"unknown"}}}},
+            {{"mediaType":"{m}","digest":"{D2}","size":7,"annotations":{{"vnd.docker.reference.type":"attestation-manifest"}}}},
+            {{"mediaType":"{m}","digest":"{D2}","size":7,"platform":{{"os":"linux","architecture":"amd64"}}}}]}}"#,
+            index = media::OCI_INDEX,
+            m = media::OCI_MANIFEST,
+        );
+        let m = Manifest::parse(None, body.as_bytes()).expect("parses");
+        assert_eq!(m.manifests.len(), 3);
+        assert_eq!(
+            m.images.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [D2]
+        );
     }
 
     #[test]

@@ -37,6 +37,43 @@ impl RepoName {
     }
 }
 
+/// A set of repositories named in configuration: `team/agent` (that one), `team/*` (every
+/// repository under `team/`, at any depth) or `*` (all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoPattern(String);
+
+impl RepoPattern {
+    pub fn matches(&self, repo: &RepoName) -> bool {
+        match self.0.strip_suffix('*') {
+            Some(prefix) => repo.as_str().starts_with(prefix),
+            None => repo.as_str() == self.0,
+        }
+    }
+}
+
+impl FromStr for RepoPattern {
+    type Err = NameError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "*" {
+            return Ok(RepoPattern("*".to_owned()));
+        }
+        let name = s.strip_suffix("/*").unwrap_or(s);
+        name.parse::<RepoName>()?;
+        Ok(RepoPattern(if name.len() < s.len() {
+            format!("{name}/*")
+        } else {
+            s.to_owned()
+        }))
+    }
+}
+
+impl fmt::Display for RepoPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl FromStr for RepoName {
     type Err = NameError;
 
@@ -158,6 +195,19 @@ impl fmt::Display for Reference {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_match_one_name_a_namespace_or_all() {
+        let repo = |s: &str| s.parse::<RepoName>().expect("name");
+        let pattern = |s: &str| s.parse::<RepoPattern>().expect("pattern");
+        assert!(pattern("team/a").matches(&repo("team/a")));
+        assert!(!pattern("team/a").matches(&repo("team/ab")));
+        assert!(pattern("team/*").matches(&repo("team/a/b")));
+        assert!(!pattern("team/*").matches(&repo("teamx/a")));
+        assert!(pattern("*").matches(&repo("x")));
+        assert!("Team/*".parse::<RepoPattern>().is_err());
+        assert!("team*".parse::<RepoPattern>().is_err());
+    }
 
     #[test]
     fn accepts_names_in_the_grammar() {

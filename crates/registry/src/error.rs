@@ -49,6 +49,12 @@ pub enum Error {
     StillReferenced(String),
     #[error("{0}")]
     PaginationInvalid(String),
+    /// A bad `/api/v1` parameter.
+    #[error("{0}")]
+    ParameterInvalid(String),
+    /// Refused by a repository rule (for example an immutable release tag).
+    #[error("{0}")]
+    Denied(String),
     #[error("insufficient storage space: {0}")]
     StorageFull(String),
     /// A request body that stalled or broke off.
@@ -77,6 +83,8 @@ impl Error {
             Error::SizeInvalid(_) | Error::TooLarge { .. } => ErrorCode::SizeInvalid,
             Error::StillReferenced(_) => ErrorCode::Denied,
             Error::PaginationInvalid(_) => ErrorCode::PaginationNumberInvalid,
+            Error::ParameterInvalid(_) => ErrorCode::ParameterInvalid,
+            Error::Denied(_) => ErrorCode::Denied,
             Error::StorageFull(_) | Error::Internal(_) => ErrorCode::Unknown,
         }
     }
@@ -114,6 +122,7 @@ impl From<MetadataError> for Error {
             MetadataError::MissingReference { .. } => Error::ManifestBlobUnknown(e.to_string()),
             MetadataError::StillReferenced { .. } => Error::StillReferenced(e.to_string()),
             MetadataError::Full { .. } => Error::StorageFull(e.to_string()),
+            MetadataError::TagImmutable { .. } => Error::Denied(e.to_string()),
             MetadataError::Backend { .. } => Error::Internal(e.to_string()),
         }
     }

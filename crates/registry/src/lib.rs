@@ -2,10 +2,12 @@
 //!
 //! The server's handlers call one method here per request: upload sessions ([`upload`]),
 //! blob reads and deletes ([`blob`]), manifest acceptance ([`manifest`]), and the listings
-//! (tags, catalog, referrers: [`listing`]). This crate knows nothing of HTTP; it speaks in
+//! (tags, catalog, referrers: [`listing`]), and the agent catalogue ([`catalogue`]: search,
+//! versions, downloads, ratings). This crate knows nothing of HTTP; it speaks in
 //! validated OCI types and returns [`Error`]s that carry their spec error code.
 
 pub mod blob;
+pub mod catalogue;
 mod error;
 mod hashing;
 pub mod listing;
@@ -23,6 +25,7 @@ use agent_registry_storage::BlobStore;
 use bytes::Bytes;
 use futures_util::Stream;
 
+pub use catalogue::CatalogueRules;
 pub use error::{Error, Result};
 
 /// A request body, as the server hands it over.
@@ -61,6 +64,8 @@ struct Inner {
     /// bytes are never removed between a commit's rename and its link (invariant 3).
     blob_lifecycle: tokio::sync::RwLock<()>,
     tags_cache: listing::TagsCache,
+    rules: CatalogueRules,
+    recent_pulls: catalogue::RecentPulls,
 }
 
 impl std::fmt::Debug for Registry {
@@ -76,6 +81,7 @@ impl Registry {
         blobs: Arc<dyn BlobStore>,
         meta: Arc<dyn MetadataStore>,
         limits: Limits,
+        rules: CatalogueRules,
     ) -> Registry {
         Registry {
             inner: Arc::new(Inner {
@@ -85,6 +91,8 @@ impl Registry {
                 uploads: Mutex::new(HashMap::new()),
                 blob_lifecycle: tokio::sync::RwLock::new(()),
                 tags_cache: listing::TagsCache::default(),
+                rules,
+                recent_pulls: catalogue::RecentPulls::default(),
             }),
         }
     }

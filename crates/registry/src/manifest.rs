@@ -16,12 +16,14 @@ pub struct PutManifest {
 impl Registry {
     /// Validates and stores a manifest under `reference` (a tag, which moves, or its digest).
     /// The body is already bounded by [`crate::Limits::manifest_max_bytes`].
+    /// `pushed_by` names the pusher (or the address the push came from) for the versions list.
     pub async fn put_manifest(
         &self,
         repo: &RepoName,
         reference: &Reference,
         content_type: Option<&str>,
         body: Bytes,
+        pushed_by: Option<&str>,
     ) -> Result<PutManifest> {
         let parsed = Manifest::parse(content_type, &body)
             .map_err(|e| Error::ManifestInvalid(e.to_string()))?;
@@ -38,6 +40,7 @@ impl Registry {
             Reference::Tag(tag) => (Digest::of(Algorithm::Sha256, &body), Some(tag.clone())),
         };
         let subject = parsed.subject.clone();
+        let listing = self.listing(repo, &parsed).await;
         self.inner
             .meta
             .put_manifest(NewManifest {
@@ -50,7 +53,10 @@ impl Registry {
                 blobs: parsed.blobs,
                 manifests: parsed.manifests,
                 annotations: parsed.annotations,
+                tag_immutable: self.tag_is_immutable(repo, reference),
                 tag,
+                listing,
+                pushed_by: pushed_by.map(str::to_owned),
             })
             .await?;
         Ok(PutManifest { digest, subject })

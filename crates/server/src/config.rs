@@ -11,6 +11,9 @@
 //!   body_idle_timeout_secs: 60       # an upload body silent this long is abandoned
 //!   request_timeout_secs: 60         # every request that does not stream a body
 //! uploads: { expire_after_hours: 24 }
+//! catalogue:
+//!   immutable_releases: ["prod/*"]   # release tags (1.2.3) of these repositories never move
+//!   download_window_secs: 60         # pulls by one client within this count as one download
 //! shutdown_grace_secs: 30            # in-flight requests get this long to finish
 //! ```
 
@@ -40,7 +43,25 @@ pub struct Config {
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
     pub uploads: UploadsConfig,
+    pub catalogue: CatalogueConfig,
     pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogueConfig {
+    /// Repository patterns (`team/agent`, `team/*`, `*`) whose release tags are immutable.
+    pub immutable_releases: Vec<String>,
+    pub download_window_secs: u64,
+}
+
+impl Default for CatalogueConfig {
+    fn default() -> Self {
+        CatalogueConfig {
+            immutable_releases: Vec::new(),
+            download_window_secs: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,6 +110,7 @@ impl Default for Config {
             uploads: UploadsConfig {
                 expire_after_hours: 24,
             },
+            catalogue: CatalogueConfig::default(),
             shutdown_grace_secs: 30,
         }
     }
@@ -173,6 +195,24 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The catalogue rules, with every repository pattern checked.
+    pub fn catalogue_rules(&self) -> anyhow::Result<agent_registry_registry::CatalogueRules> {
+        let immutable_releases = self
+            .catalogue
+            .immutable_releases
+            .iter()
+            .map(|p| {
+                p.parse().with_context(|| {
+                    format!("catalogue.immutable_releases: {p:?} is not a repository pattern (team/agent, team/* or *)")
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(agent_registry_registry::CatalogueRules {
+            immutable_releases,
+            download_window: Duration::from_secs(self.catalogue.download_window_secs),
+        })
     }
 
     pub fn limits(&self) -> agent_registry_registry::Limits {

@@ -42,7 +42,12 @@ impl AppState {
         let db = root.join("registry.db");
         let meta = SqliteStore::open(&db, config.storage.fsync)
             .with_context(|| format!("opening metadata database {}", db.display()))?;
-        let registry = Registry::new(Arc::new(blobs), Arc::new(meta), config.limits());
+        let registry = Registry::new(
+            Arc::new(blobs),
+            Arc::new(meta),
+            config.limits(),
+            config.catalogue_rules()?,
+        );
         Ok(AppState {
             registry,
             config: Arc::new(config),
@@ -67,7 +72,8 @@ pub async fn run(
     ));
     let grace = Duration::from_secs(state.config.shutdown_grace_secs);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let serve = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = stopping_tx.send(());

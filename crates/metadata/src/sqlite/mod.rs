@@ -12,12 +12,13 @@ use agent_registry_oci::{Digest, Reference, RepoName, Tag};
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod catalogue;
 mod schema;
 mod writer;
 
 use crate::{
-    MetadataError, MetadataStore, NewManifest, Page, RefKind, Referrer, Result, StoredManifest,
-    UploadRecord,
+    AgentRecord, MetadataError, MetadataStore, NewManifest, Page, RefKind, Referrer, Result,
+    Search, SearchPage, StoredManifest, UploadRecord,
 };
 
 /// Readers kept open; reads run on the async workers, so few are ever in use at once.
@@ -375,13 +376,25 @@ impl MetadataStore for SqliteStore {
                     }
                 }
             }
+            catalogue::store_listing(tx, &m.repo, &digest, &m.listing)?;
             if let Some(tag) = &m.tag {
+                if m.tag_immutable {
+                    let current: Option<String> = tx
+                        .query_row("SELECT digest FROM tags WHERE repo = ?1 AND name = ?2", params![repo, tag.as_str()], |r| r.get(0))
+                        .optional()
+                        .map_err(db_err("checking a tag"))?;
+                    if current.is_some_and(|c| c != digest) {
+                        return Err(MetadataError::TagImmutable { repo: m.repo.clone(), tag: tag.clone() });
+                    }
+                }
                 tx.execute(
-                    "INSERT INTO tags (repo, name, digest, updated_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
-                    params![repo, tag.as_str(), digest, now()],
+                    "INSERT INTO tags (repo, name, digest, updated_at, pushed_by) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at,
+                         pushed_by = excluded.pushed_by",
+                    params![repo, tag.as_str(), digest, now(), m.pushed_by],
                 )
                 .map_err(db_err("moving a tag"))?;
+                catalogue::refresh(tx, &m.repo)?;
             }
             Ok(())
         })
@@ -429,21 +442,23 @@ impl MetadataStore for SqliteStore {
                         params![repo.as_str(), digest.to_string()],
                     )
                     .map_err(db_err("deleting a manifest"))?;
+                catalogue::refresh(tx, &repo)?;
                 Ok(n > 0)
             })
             .await
     }
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
-        let (repo, tag) = (repo.to_string(), tag.to_string());
+        let (repo, tag) = (repo.clone(), tag.to_string());
         self.writer
             .run(true, move |tx| {
                 let n = tx
                     .execute(
                         "DELETE FROM tags WHERE repo = ?1 AND name = ?2",
-                        params![repo, tag],
+                        params![repo.as_str(), tag],
                     )
                     .map_err(db_err("deleting a tag"))?;
+                catalogue::refresh(tx, &repo)?;
                 Ok(n > 0)
             })
             .await
@@ -534,6 +549,27 @@ impl MetadataStore for SqliteStore {
                 .map_err(db_err("listing referrers"))?;
             Ok(rows)
         })
+    }
+
+    async fn search(&self, search: &Search) -> Result<SearchPage> {
+        self.read(|c| catalogue::search(c, search))
+    }
+
+    async fn agent(&self, repo: &RepoName) -> Result<Option<AgentRecord>> {
+        self.read(|c| catalogue::agent(c, repo))
+    }
+
+    async fn add_downloads(&self, counts: Vec<(RepoName, u64)>) -> Result<()> {
+        self.writer
+            .run(false, move |tx| catalogue::add_downloads(tx, &counts))
+            .await
+    }
+
+    async fn rate(&self, repo: &RepoName, rater: &str, stars: u8) -> Result<Option<(u64, u64)>> {
+        let (repo, rater) = (repo.clone(), rater.to_owned());
+        self.writer
+            .run(true, move |tx| catalogue::rate(tx, &repo, &rater, stars))
+            .await
     }
 }
 

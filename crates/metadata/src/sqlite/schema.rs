@@ -7,7 +7,8 @@ use super::db_err;
 use crate::Result;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE repositories (
     name         TEXT PRIMARY KEY,
     created_at   INTEGER NOT NULL,
@@ -71,7 +72,57 @@ CREATE TABLE uploads (
     repo       TEXT NOT NULL,
     started_at INTEGER NOT NULL
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+-- The agent catalogue. Every manifest gets a listing (agent metadata, created, size); each
+-- repository with a tag gets one row in agents, mirroring the listing of the tag search shows.
+ALTER TABLE tags ADD COLUMN pushed_by TEXT;
+CREATE TABLE listings (
+    repo    TEXT NOT NULL,
+    digest  TEXT NOT NULL,
+    info    TEXT NOT NULL,      -- AgentInfo as JSON
+    created INTEGER NOT NULL,
+    size    INTEGER NOT NULL,
+    PRIMARY KEY (repo, digest),
+    FOREIGN KEY (repo, digest) REFERENCES manifests(repo, digest) ON DELETE CASCADE
+) WITHOUT ROWID;
+-- One row per repository that has ever had a tag; tag is NULL while it has none, so downloads
+-- and ratings outlive a retag.
+CREATE TABLE agents (
+    id           INTEGER PRIMARY KEY,
+    repo         TEXT NOT NULL UNIQUE,
+    tag          TEXT,
+    digest       TEXT,
+    info         TEXT,
+    author       TEXT,
+    created      INTEGER,
+    size         INTEGER,
+    downloads    INTEGER NOT NULL DEFAULT 0,
+    rating_sum   INTEGER NOT NULL DEFAULT 0,
+    rating_count INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX agents_created ON agents(created DESC) WHERE tag IS NOT NULL;
+CREATE INDEX agents_downloads ON agents(downloads DESC) WHERE tag IS NOT NULL;
+CREATE INDEX agents_size ON agents(size) WHERE tag IS NOT NULL;
+CREATE INDEX agents_rating ON agents((rating_sum * 1.0 / rating_count) DESC) WHERE tag IS NOT NULL AND rating_count > 0;
+CREATE TABLE agent_capabilities (
+    capability TEXT NOT NULL COLLATE NOCASE,
+    agent      INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+    PRIMARY KEY (capability, agent)
+) WITHOUT ROWID;
+-- Words of the name, title, description, keywords, capabilities and author (rowid = agents.id).
+CREATE VIRTUAL TABLE agents_text USING fts5(words, tokenize = 'unicode61 remove_diacritics 2');
+-- Names by trigram, for partial names (rowid = agents.id).
+CREATE VIRTUAL TABLE agents_names USING fts5(name, tokenize = 'trigram');
+CREATE TABLE ratings (
+    repo     TEXT NOT NULL,
+    rater    TEXT NOT NULL,
+    stars    INTEGER NOT NULL CHECK (stars BETWEEN 1 AND 5),
+    rated_at INTEGER NOT NULL,
+    PRIMARY KEY (repo, rater)
+) WITHOUT ROWID;
+"#,
+];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
     let done: usize = conn

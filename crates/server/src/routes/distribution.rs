@@ -1,16 +1,17 @@
 //! `/v2/` and the dispatcher for everything below it.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use agent_registry_metadata::Page;
 use agent_registry_oci::ErrorCode;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Serialize;
 
 use super::{blobs, catalog, manifests, referrers, tags, uploads};
@@ -35,6 +36,8 @@ pub struct Request {
     pub method: Method,
     pub headers: axum::http::HeaderMap,
     pub query: HashMap<String, String>,
+    /// The peer's address (absent when the router runs without a listener, as in unit tests).
+    pub client: Option<std::net::IpAddr>,
 }
 
 impl Request {
@@ -45,6 +48,7 @@ impl Request {
 
 async fn dispatch(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     method: Method,
     uri: Uri,
     headers: axum::http::HeaderMap,
@@ -62,6 +66,7 @@ async fn dispatch(
         method,
         headers,
         query,
+        client: peer.map(|Extension(ConnectInfo(addr))| addr.ip()),
     };
     // Requests that stream an upload body are bounded by the body's idle timeout instead.
     let streams_body = matches!(

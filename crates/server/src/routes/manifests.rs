@@ -24,6 +24,10 @@ pub async fn get(
     let mut response = if req.method == Method::HEAD {
         Response::new(Body::empty())
     } else {
+        // A GET is a pull; HEAD is how clients poll for changes, and does not count.
+        if let Some(client) = req.client {
+            registry.count_download(name, &client.to_string());
+        }
         Response::new(Body::from(manifest.content))
     };
     set_header(&mut response, header::CONTENT_TYPE, manifest.media_type);
@@ -69,8 +73,15 @@ pub async fn put(
             }
         })?
         .to_bytes();
+    let pushed_by = req.client.map(|ip| ip.to_string());
     let stored = registry
-        .put_manifest(name, &reference, content_type.as_deref(), body)
+        .put_manifest(
+            name,
+            &reference,
+            content_type.as_deref(),
+            body,
+            pushed_by.as_deref(),
+        )
         .await?;
     let mut response = empty(StatusCode::CREATED);
     set_header(

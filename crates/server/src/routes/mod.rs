@@ -1,12 +1,14 @@
 //! The HTTP surface, composed per area. `/v2/` is the distribution API: every path under it is
 //! parsed into an [`Endpoint`](crate::endpoint::Endpoint) and dispatched to the handler of its
-//! resource (one module each). Handlers are thin: extract, call the registry, map the result.
+//! resource (one module each). `/api/v1/` is the agent catalogue ([`catalogue`]). Handlers are
+//! thin: extract, call the registry, map the result.
 //!
 //! Call direction: routes -> `agent_registry_registry::Registry` -> stores. Nothing here
 //! touches storage or SQL.
 
 mod blobs;
 mod catalog;
+mod catalogue;
 mod distribution;
 mod manifests;
 mod referrers;
@@ -26,6 +28,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(distribution::routes())
+        .merge(catalogue::routes())
         .layer(axum::middleware::map_response(api_version_header))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)

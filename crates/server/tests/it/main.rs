@@ -7,6 +7,7 @@ mod support;
 
 mod base;
 mod blobs;
+mod catalogue;
 mod interop;
 mod lifecycle;
 mod listing;

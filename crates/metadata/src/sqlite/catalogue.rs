@@ -1,0 +1,562 @@
+//! The catalogue in SQLite: listings per manifest, one `agents` row per tagged repository
+//! (kept in step with its tags inside the same transaction as every tag change), FTS5 tables
+//! for words and partial names, downloads and ratings.
+
+use agent_registry_oci::catalogue::{
+    self, AgentInfo, SearchHit, SortKey, format_rfc3339, human_size,
+};
+use agent_registry_oci::{RepoName, version};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use super::{db_err, now, parse_digest};
+use crate::{AgentRecord, Listing, Result, Search, SearchPage, TagRecord};
+
+pub(super) fn store_listing(
+    tx: &Connection,
+    repo: &RepoName,
+    digest: &str,
+    listing: &Listing,
+) -> Result<()> {
+    let info = encode(&listing.info)?;
+    tx.prepare_cached(
+        "INSERT INTO listings (repo, digest, info, created, size) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (repo, digest) DO NOTHING",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            repo.as_str(),
+            digest,
+            info,
+            listing.created,
+            listing.size as i64
+        ])
+    })
+    .map_err(db_err("storing a catalogue listing"))?;
+    Ok(())
+}
+
+fn encode(info: &AgentInfo) -> Result<String> {
+    serde_json::to_string(info).map_err(|e| crate::MetadataError::backend("encoding a listing", e))
+}
+
+fn decode(info: Option<String>) -> AgentInfo {
+    info.and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default()
+}
+
+/// Which tag the catalogue shows: `latest`, else the highest release, else the newest tag.
+fn display_tag(tags: &[(String, String, i64)]) -> Option<&(String, String, i64)> {
+    tags.iter()
+        .find(|(name, ..)| name == "latest")
+        .or_else(|| {
+            let best = version::latest_release(tags.iter().map(|(n, ..)| n.as_str()))?;
+            tags.iter().find(|(n, ..)| n == best)
+        })
+        .or_else(|| {
+            tags.iter()
+                .max_by(|a, b| a.2.cmp(&b.2).then_with(|| b.0.cmp(&a.0)))
+        })
+}
+
+/// Brings `repo`'s catalogue row in step with its tags. Called in the transaction of every
+/// tag change.
+pub(super) fn refresh(tx: &Connection, repo: &RepoName) -> Result<()> {
+    let err = db_err("updating the catalogue");
+    let tags: Vec<(String, String, i64)> = tx
+        .prepare_cached("SELECT name, digest, updated_at FROM tags WHERE repo = ?1")
+        .and_then(|mut s| {
+            s.query_map(params![repo.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect()
+        })
+        .map_err(err)?;
+    let id: Option<i64> = tx
+        .prepare_cached("SELECT id FROM agents WHERE repo = ?1")
+        .and_then(|mut s| s.query_row(params![repo.as_str()], |r| r.get(0)).optional())
+        .map_err(db_err("updating the catalogue"))?;
+    let Some((tag, digest, _)) = display_tag(&tags) else {
+        if let Some(id) = id {
+            hide(tx, id)?;
+        }
+        return Ok(());
+    };
+    let listing = listing_of(tx, repo, digest)?;
+    let info = encode(&listing.info)?;
+    let id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO agents (repo, tag, digest, info, author, created, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (repo) DO UPDATE SET tag = excluded.tag, digest = excluded.digest, info = excluded.info,
+                 author = excluded.author, created = excluded.created, size = excluded.size
+             RETURNING id",
+        )
+        .and_then(|mut s| {
+            s.query_row(
+                params![
+                    repo.as_str(),
+                    tag,
+                    digest,
+                    info,
+                    listing.info.author,
+                    listing.created,
+                    listing.size as i64
+                ],
+                |r| r.get(0),
+            )
+        })
+        .map_err(db_err("updating the catalogue"))?;
+    let err = db_err("indexing catalogue text");
+    tx.execute(
+        "DELETE FROM agent_capabilities WHERE agent = ?1",
+        params![id],
+    )
+    .map_err(db_err("indexing catalogue text"))?;
+    for capability in &listing.info.capabilities {
+        tx.execute(
+            "INSERT OR IGNORE INTO agent_capabilities (capability, agent) VALUES (?1, ?2)",
+            params![capability, id],
+        )
+        .map_err(db_err("indexing catalogue text"))?;
+    }
+    tx.execute("DELETE FROM agents_text WHERE rowid = ?1", params![id])
+        .map_err(db_err("indexing catalogue text"))?;
+    tx.execute(
+        "INSERT INTO agents_text (rowid, words) VALUES (?1, ?2)",
+        params![id, words(repo, &listing.info)],
+    )
+    .map_err(db_err("indexing catalogue text"))?;
+    tx.execute(
+        "INSERT INTO agents_names (rowid, name) SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM agents_names WHERE rowid = ?1)",
+        params![id, repo.as_str()],
+    )
+    .map_err(err)?;
+    Ok(())
+}
+
+/// Takes a repository without tags out of search, keeping its downloads and ratings.
+fn hide(tx: &Connection, id: i64) -> Result<()> {
+    let err = || db_err("updating the catalogue");
+    tx.execute(
+        "UPDATE agents SET tag = NULL, digest = NULL WHERE id = ?1",
+        params![id],
+    )
+    .map_err(err())?;
+    tx.execute(
+        "DELETE FROM agent_capabilities WHERE agent = ?1",
+        params![id],
+    )
+    .map_err(err())?;
+    tx.execute("DELETE FROM agents_text WHERE rowid = ?1", params![id])
+        .map_err(err())?;
+    Ok(())
+}
+
+/// The listing of a manifest; manifests stored before the catalogue existed get their
+/// creation time and manifest size.
+fn listing_of(c: &Connection, repo: &RepoName, digest: &str) -> Result<Listing> {
+    c.prepare_cached(
+        "SELECT l.info, COALESCE(l.created, m.created_at), COALESCE(l.size, m.size)
+         FROM manifests m LEFT JOIN listings l ON l.repo = m.repo AND l.digest = m.digest
+         WHERE m.repo = ?1 AND m.digest = ?2",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![repo.as_str(), digest], |r| {
+            Ok(Listing {
+                info: decode(r.get(0)?),
+                created: r.get(1)?,
+                size: r.get::<_, i64>(2)? as u64,
+            })
+        })
+        .optional()
+    })
+    .map(Option::unwrap_or_default)
+    .map_err(db_err("reading a catalogue listing"))
+}
+
+/// The text search matches: the name's parts and every descriptive field.
+fn words(repo: &RepoName, info: &AgentInfo) -> String {
+    let mut words: Vec<&str> = repo.as_str().split(['/', '-', '_', '.']).collect();
+    words.push(repo.as_str());
+    words.extend(info.title.as_deref());
+    words.extend(info.description.as_deref());
+    words.extend(info.keywords.iter().map(String::as_str));
+    words.extend(info.capabilities.iter().map(String::as_str));
+    words.extend(info.author.as_deref());
+    words.extend(info.model_name.as_deref());
+    words.join(" ")
+}
+
+/// An FTS5 query: every word of `text` must appear, each as a prefix.
+fn fts_query(text: &str) -> Option<String> {
+    let terms: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("\"{}\"*", w.to_lowercase()))
+        .collect();
+    (!terms.is_empty()).then(|| terms.join(" AND "))
+}
+
+/// Whether `text` could be part of a repository name (so a name match is worth trying).
+fn name_like(text: &str) -> Option<String> {
+    let t = text.trim().to_lowercase();
+    let ok = !t.is_empty()
+        && t.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c));
+    ok.then_some(t)
+}
+
+/// The WHERE clause and parameters shared by a search's page and its count.
+struct Filter {
+    sql: String,
+    params: Vec<Value>,
+    /// For relevance ordering: the lower-cased term as a name, and the FTS query.
+    name: Option<String>,
+    fts: Option<String>,
+}
+
+impl Filter {
+    /// Adds `AND clause`, numbering its `?` placeholders after those already added.
+    fn and(&mut self, clause: &str, values: impl IntoIterator<Item = Value>) {
+        self.sql.push_str(" AND ");
+        for (i, part) in clause.split('?').enumerate() {
+            if i > 0 {
+                self.sql.push_str(&format!("?{}", self.params.len() + i));
+            }
+            self.sql.push_str(part);
+        }
+        self.params.extend(values);
+    }
+}
+
+fn filter(search: &Search) -> Filter {
+    let text = search
+        .text
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let mut f = Filter {
+        sql: String::from("a.tag IS NOT NULL"),
+        params: Vec::new(),
+        name: text.and_then(name_like),
+        fts: text.and_then(fts_query),
+    };
+    const BY_NAME: &str = "a.id IN (SELECT rowid FROM agents_names WHERE name GLOB ?)";
+    const BY_TEXT: &str = "a.id IN (SELECT rowid FROM agents_text WHERE agents_text MATCH ?)";
+    match (f.name.clone(), f.fts.clone()) {
+        (Some(n), Some(q)) => f.and(
+            &format!("({BY_NAME} OR {BY_TEXT})"),
+            [Value::Text(format!("*{n}*")), Value::Text(q)],
+        ),
+        (Some(n), None) => f.and(BY_NAME, [Value::Text(format!("*{n}*"))]),
+        (None, Some(q)) => f.and(BY_TEXT, [Value::Text(q)]),
+        // Only punctuation: nothing can match.
+        (None, None) if text.is_some() => f.and("0", []),
+        (None, None) => {}
+    }
+    if let Some(n) = &search.name {
+        f.and("a.repo = ?", [Value::Text(n.clone())]);
+    }
+    if let Some(t) = &search.tag {
+        f.and(
+            "EXISTS (SELECT 1 FROM tags t WHERE t.repo = a.repo AND t.name = ?)",
+            [Value::Text(t.clone())],
+        );
+    }
+    if let Some(c) = &search.capability {
+        f.and(
+            "a.id IN (SELECT agent FROM agent_capabilities WHERE capability = ?)",
+            [Value::Text(c.clone())],
+        );
+    }
+    if let Some(author) = &search.author {
+        let escaped = author
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        f.and(
+            "a.author LIKE ? ESCAPE '\\'",
+            [Value::Text(format!("%{escaped}%"))],
+        );
+    }
+    if let Some(t) = search.created_after {
+        f.and("a.created >= ?", [Value::Integer(t)]);
+    }
+    if let Some(t) = search.created_before {
+        f.and("a.created < ?", [Value::Integer(t)]);
+    }
+    if let Some(n) = search.size_min {
+        f.and("a.size >= ?", [Value::Integer(clamp(n))]);
+    }
+    if let Some(n) = search.size_max {
+        f.and("a.size <= ?", [Value::Integer(clamp(n))]);
+    }
+    f
+}
+
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+pub(super) fn search(c: &Connection, search: &Search) -> Result<SearchPage> {
+    let err = || db_err("searching the catalogue");
+    let Filter {
+        sql: filter_sql,
+        mut params,
+        name,
+        fts,
+    } = filter(search);
+    let total: i64 = c
+        .prepare_cached(&format!("SELECT count(*) FROM agents a WHERE {filter_sql}"))
+        .and_then(|mut s| s.query_row(params_from_iter(params.iter()), |r| r.get(0)))
+        .map_err(err())?;
+
+    let mut from = String::from("agents a");
+    let order = match search.sort {
+        SortKey::Relevance => {
+            let mut order = String::new();
+            if let Some(n) = &name {
+                let i = params.len();
+                params.push(Value::Text(n.clone()));
+                params.push(Value::Text(format!("{n}*")));
+                params.push(Value::Text(format!("*/{n}*")));
+                order.push_str(&format!(
+                    "CASE WHEN a.repo = ?{} OR a.repo GLOB '*/' || ?{} THEN 0 WHEN a.repo GLOB ?{} OR a.repo GLOB ?{} THEN 1 WHEN a.repo GLOB '*' || ?{} || '*' THEN 2 ELSE 3 END, ",
+                    i + 1, i + 1, i + 2, i + 3, i + 1
+                ));
+            }
+            if let Some(f) = &fts {
+                params.push(Value::Text(f.clone()));
+                from.push_str(&format!(
+                    " LEFT JOIN (SELECT rowid, bm25(agents_text) AS score FROM agents_text WHERE agents_text MATCH ?{}) m ON m.rowid = a.id",
+                    params.len()
+                ));
+                order.push_str("m.score IS NULL, m.score, ");
+            }
+            order.push_str("a.downloads DESC, a.repo");
+            order
+        }
+        SortKey::Downloads => "a.downloads DESC, a.repo".to_owned(),
+        SortKey::Rating => {
+            "a.rating_count = 0, a.rating_sum * 1.0 / a.rating_count DESC, a.rating_count DESC, a.repo"
+                .to_owned()
+        }
+        SortKey::Created => "a.created DESC, a.repo".to_owned(),
+        SortKey::Name => "a.repo".to_owned(),
+    };
+    params.push(Value::Integer(i64::from(search.limit)));
+    params.push(Value::Integer(clamp(search.offset)));
+    let n = params.len();
+    let sql = format!(
+        "SELECT a.repo, a.tag, a.digest, a.info, a.created, a.size, a.downloads, a.rating_sum, a.rating_count
+         FROM {from} WHERE {filter_sql} ORDER BY {order} LIMIT ?{} OFFSET ?{}",
+        n - 1,
+        n
+    );
+    let mut hits = c
+        .prepare_cached(&sql)
+        .and_then(|mut s| {
+            s.query_map(params_from_iter(params.iter()), |r| {
+                let info = decode(r.get(3)?);
+                let size = r.get::<_, Option<i64>>(5)?.unwrap_or(0) as u64;
+                let (sum, count) = (r.get::<_, i64>(7)? as u64, r.get::<_, i64>(8)? as u64);
+                Ok(SearchHit {
+                    name: r.get(0)?,
+                    tag: r.get(1)?,
+                    digest: r.get(2)?,
+                    description: info.description,
+                    author: info.author,
+                    capabilities: info.capabilities,
+                    size: human_size(size),
+                    size_bytes: size,
+                    created: format_rfc3339(r.get::<_, Option<i64>>(4)?.unwrap_or(0)),
+                    downloads: r.get::<_, i64>(6)? as u64,
+                    rating: catalogue::average(sum, count),
+                    rating_count: count,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(err())?;
+    if let Some(tag) = &search.tag {
+        for hit in &mut hits {
+            show_tag(c, hit, tag)?;
+        }
+    }
+    Ok(SearchPage {
+        hits,
+        total: total as u64,
+    })
+}
+
+/// Makes a hit show `tag` (which its repository has) instead of the tag search shows.
+fn show_tag(c: &Connection, hit: &mut SearchHit, tag: &str) -> Result<()> {
+    let Ok(repo) = hit.name.parse::<RepoName>() else {
+        return Ok(());
+    };
+    let digest: Option<String> = c
+        .prepare_cached("SELECT digest FROM tags WHERE repo = ?1 AND name = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![repo.as_str(), tag], |r| r.get(0))
+                .optional()
+        })
+        .map_err(db_err("searching the catalogue"))?;
+    if let Some(digest) = digest {
+        let listing = listing_of(c, &repo, &digest)?;
+        hit.tag = tag.to_owned();
+        hit.digest = digest;
+        hit.description = listing.info.description;
+        hit.author = listing.info.author;
+        hit.capabilities = listing.info.capabilities;
+        hit.size = human_size(listing.size);
+        hit.size_bytes = listing.size;
+        hit.created = format_rfc3339(listing.created);
+    }
+    Ok(())
+}
+
+pub(super) fn agent(c: &Connection, repo: &RepoName) -> Result<Option<AgentRecord>> {
+    let err = || db_err("reading an agent");
+    let row: Option<(Option<String>, i64, i64, i64)> = c
+        .prepare_cached(
+            "SELECT tag, downloads, rating_sum, rating_count FROM agents WHERE repo = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![repo.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
+        })
+        .map_err(err())?;
+    let Some((Some(tag), downloads, rating_sum, rating_count)) = row else {
+        return Ok(None);
+    };
+    let mut tags = c
+        .prepare_cached(
+            "SELECT t.name, t.digest, COALESCE(l.size, m.size), t.updated_at, t.pushed_by FROM tags t
+             JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest
+             LEFT JOIN listings l ON l.repo = t.repo AND l.digest = t.digest
+             WHERE t.repo = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![repo.as_str()], |r| {
+                Ok(TagRecord {
+                    tag: r.get(0)?,
+                    digest: parse_digest(r.get(1)?)?,
+                    size: r.get::<_, i64>(2)? as u64,
+                    pushed_at: r.get(3)?,
+                    pushed_by: r.get(4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(err())?;
+    tags.sort_by(|a, b| version::newest_first(&a.tag, &b.tag));
+    let digest = tags
+        .iter()
+        .find(|t| t.tag == tag)
+        .map(|t| t.digest.to_string())
+        .unwrap_or_default();
+    Ok(Some(AgentRecord {
+        name: repo.clone(),
+        listing: listing_of(c, repo, &digest)?,
+        tag,
+        tags,
+        downloads: downloads as u64,
+        rating_sum: rating_sum as u64,
+        rating_count: rating_count as u64,
+    }))
+}
+
+pub(super) fn add_downloads(tx: &Connection, counts: &[(RepoName, u64)]) -> Result<()> {
+    let mut add = tx
+        .prepare_cached(
+            "INSERT INTO agents (repo, downloads) VALUES (?1, ?2)
+             ON CONFLICT (repo) DO UPDATE SET downloads = downloads + excluded.downloads",
+        )
+        .map_err(db_err("counting downloads"))?;
+    for (repo, n) in counts {
+        add.execute(params![repo.as_str(), clamp(*n)])
+            .map_err(db_err("counting downloads"))?;
+    }
+    Ok(())
+}
+
+pub(super) fn rate(
+    tx: &Connection,
+    repo: &RepoName,
+    rater: &str,
+    stars: u8,
+) -> Result<Option<(u64, u64)>> {
+    let err = || db_err("recording a rating");
+    let listed: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM agents WHERE repo = ?1 AND tag IS NOT NULL)")
+        .and_then(|mut s| s.query_row(params![repo.as_str()], |r| r.get(0)))
+        .map_err(err())?;
+    if !listed {
+        return Ok(None);
+    }
+    let previous: Option<i64> = tx
+        .prepare_cached("SELECT stars FROM ratings WHERE repo = ?1 AND rater = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![repo.as_str(), rater], |r| r.get(0))
+                .optional()
+        })
+        .map_err(err())?;
+    tx.execute(
+        "INSERT INTO ratings (repo, rater, stars, rated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (repo, rater) DO UPDATE SET stars = excluded.stars, rated_at = excluded.rated_at",
+        params![repo.as_str(), rater, stars, now()],
+    )
+    .map_err(err())?;
+    let (sum_delta, count_delta) = match previous {
+        Some(p) => (i64::from(stars) - p, 0),
+        None => (i64::from(stars), 1),
+    };
+    tx.query_row(
+        "UPDATE agents SET rating_sum = rating_sum + ?2, rating_count = rating_count + ?3 WHERE repo = ?1
+         RETURNING rating_sum, rating_count",
+        params![repo.as_str(), sum_delta, count_delta],
+        |r| Ok(Some((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))),
+    )
+    .map_err(err())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fts_queries_quote_every_word_as_a_prefix() {
+        assert_eq!(
+            fts_query("Chat bot, v2!").as_deref(),
+            Some("\"chat\"* AND \"bot\"* AND \"v2\"*")
+        );
+        assert_eq!(fts_query("\"*)(").as_deref(), None);
+    }
+
+    #[test]
+    fn only_name_shaped_terms_match_names() {
+        assert_eq!(name_like("Team/Agent-1").as_deref(), Some("team/agent-1"));
+        assert_eq!(name_like("two words"), None);
+        assert_eq!(name_like("glob*"), None);
+    }
+
+    #[test]
+    fn display_tag_prefers_latest_then_releases_then_newest() {
+        let t = |n: &str, at: i64| (n.to_owned(), format!("d-{n}"), at);
+        assert_eq!(
+            display_tag(&[t("1.0.0", 1), t("latest", 0), t("2.0.0", 2)]).map(|x| x.0.as_str()),
+            Some("latest")
+        );
+        assert_eq!(
+            display_tag(&[t("1.0.0", 5), t("2.0.0-rc.1", 9), t("1.1.0", 1)]).map(|x| x.0.as_str()),
+            Some("1.1.0")
+        );
+        assert_eq!(
+            display_tag(&[t("dev", 5), t("edge", 9)]).map(|x| x.0.as_str()),
+            Some("edge")
+        );
+        assert_eq!(display_tag(&[]), None);
+    }
+}
