@@ -40,7 +40,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 authentication failed, 4 image not found i
 #[command(
     name = "agent",
     version,
-    about = "Build, push, pull and manage AI agent images on any OCI registry",
+    about = "Build, push, pull, find and run AI agent images on any OCI registry",
     after_help = AFTER_HELP
 )]
 struct Cli {
@@ -53,6 +53,56 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start a new agent project: agent.yaml, a minimal agent and an .agentignore.
+    #[command(after_help = "Examples:
+  agent init summarizer
+  agent init team/summarizer --runtime nodejs --dir ./summarizer")]
+    Init {
+        /// The agent's name (default: the directory's name).
+        name: Option<String>,
+        /// python, nodejs, go, rust or java.
+        #[arg(long, default_value = "python")]
+        runtime: String,
+        /// Where to write the project.
+        #[arg(long, default_value = ".")]
+        dir: std::path::PathBuf,
+    },
+    /// Build an agent's directory into an image in the local store, without a daemon.
+    #[command(
+        after_help = "The base image comes from spec.runtime through the runtime table (see
+`agent image runtimes`) or is spec.runtime.image; it is pulled into the local store as the
+pull policy says. The agent's files (less .agentignore) become one layer under /app.
+SOURCE_DATE_EPOCH fixes every timestamp; without it the newest file's time is used, so the
+same directory builds to the same digest.
+
+Examples:
+  agent build -t summarizer:1.0 .
+  agent build -t localhost:5000/team/summarizer:1.0 --push
+  agent build --build-arg MODEL=gpt-4o --label team=ai --platform linux/arm64"
+    )]
+    Build(commands::agent::BuildArgs),
+    /// Search a registry's agent catalogue.
+    #[command(after_help = "Examples:
+  agent search summarizer
+  agent search team/summarizer:1.0
+  agent search --capability chat --sort downloads
+  agent search pdf --author ann --since 30d --size '<500MB' -o json")]
+    Search(commands::agent::SearchArgs),
+    /// List an agent's versions (semantic versions first), downloads and rating.
+    #[command(after_help = "Example:\n  agent versions team/summarizer --registry localhost:5000")]
+    Versions {
+        name: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Rate an agent from 1 to 5 stars (a later rating replaces yours).
+    #[command(after_help = "Example:\n  agent rate team/summarizer 5 --registry localhost:5000")]
+    Rate {
+        name: String,
+        stars: u8,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
     /// Upload an image from the local store to a registry.
     #[command(after_help = "Examples:
   agent push localhost:5000/summarizer:1.0
@@ -148,7 +198,7 @@ Examples:
     /// Manage images (`agent image prune`, `df`, `ensure`, `precache`, `runtimes`).
     #[command(subcommand)]
     Image(ImageCommand),
-    /// Show an image's manifest, config and local details as JSON.
+    /// Show an image's manifest, config, agent metadata and local details as JSON.
     #[command(after_help = "Example:\n  agent inspect summarizer:1.0")]
     Inspect {
         #[arg(required = true)]
@@ -405,6 +455,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         output: cli.output,
     };
     match cli.command {
+        Command::Init { name, runtime, dir } => {
+            commands::agent::init(&dir, name.as_deref(), &runtime)
+        }
+        Command::Build(args) => commands::agent::build(&ctx, &args).await,
+        Command::Search(args) => commands::agent::search(&ctx, &args).await,
+        Command::Versions { name, registry } => {
+            commands::agent::versions(&ctx, &name, &registry).await
+        }
+        Command::Rate {
+            name,
+            stars,
+            registry,
+        } => commands::agent::rate(&ctx, &name, stars, &registry).await,
         Command::Push {
             image,
             registry,

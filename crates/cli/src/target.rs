@@ -50,19 +50,44 @@ pub struct Env<'a> {
 }
 
 impl Env<'_> {
+    /// The registry flags, a profile, the image's own registry, `AGENT_REGISTRY_URL` or the
+    /// default profile name, in that order.
+    fn registry(
+        &self,
+        args: &RegistryArgs,
+        profile: Option<&crate::config::Profile>,
+        image_registry: Option<&str>,
+    ) -> Option<String> {
+        args.registry
+            .clone()
+            .or_else(|| profile.map(|p| p.url.clone()))
+            .or_else(|| image_registry.map(str::to_owned))
+            .or_else(|| (self.var)("AGENT_REGISTRY_URL").filter(|u| !u.is_empty()))
+            .or_else(|| self.config.default_profile().map(|p| p.url.clone()))
+    }
+
+    /// A client for a registry's own API (the catalogue), which names no image.
+    pub fn catalogue(&self, args: &RegistryArgs) -> anyhow::Result<Client> {
+        let profile = match &args.profile {
+            Some(name) => Some(self.config.profile(name)?),
+            None => None,
+        };
+        let registry = self.registry(args, profile, None).ok_or_else(|| {
+            anyhow::anyhow!(
+                "which registry? give --registry URL, --profile NAME, or set AGENT_REGISTRY_URL"
+            )
+        })?;
+        let image: ImageRef = format!("{}/catalogue", host_of(&registry_url(&registry))).parse()?;
+        Ok(self.target(&image, args)?.client)
+    }
+
     /// Resolves `image` per the module docs.
     pub fn target(&self, image: &ImageRef, args: &RegistryArgs) -> anyhow::Result<Target> {
         let profile = match &args.profile {
             Some(name) => Some(self.config.profile(name)?),
             None => None,
         };
-        let registry = args
-            .registry
-            .clone()
-            .or_else(|| profile.map(|p| p.url.clone()))
-            .or_else(|| image.registry.clone())
-            .or_else(|| (self.var)("AGENT_REGISTRY_URL").filter(|u| !u.is_empty()))
-            .or_else(|| self.config.default_profile().map(|p| p.url.clone()));
+        let registry = self.registry(args, profile, image.registry.as_deref());
         let (url, image) = match registry {
             Some(r) => {
                 let url = registry_url(&r);

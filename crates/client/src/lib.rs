@@ -7,6 +7,7 @@
 //! depends on `oci` only; it knows nothing of local image stores or of the server.
 
 pub mod auth;
+mod catalogue;
 mod client;
 pub mod credentials;
 pub mod error;

@@ -176,6 +176,35 @@ impl RuntimeRegistry {
         })
     }
 
+    /// The newest supported (not deprecated) version of `language`, for agents that name
+    /// only a language.
+    pub fn default_version(&self, language: &str) -> Result<String, RuntimeError> {
+        let versions =
+            self.runtimes
+                .get(language)
+                .ok_or_else(|| RuntimeError::UnknownLanguage {
+                    language: language.to_owned(),
+                    available: self.runtimes.keys().cloned().collect(),
+                })?;
+        let numeric =
+            |v: &str| -> Vec<u64> { v.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+        versions
+            .iter()
+            .filter(|(_, e)| !e.deprecated)
+            .max_by(|a, b| numeric(a.0).cmp(&numeric(b.0)))
+            .or_else(|| {
+                versions
+                    .iter()
+                    .max_by(|a, b| numeric(a.0).cmp(&numeric(b.0)))
+            })
+            .map(|(v, _)| v.clone())
+            .ok_or_else(|| RuntimeError::UnknownVersion {
+                language: language.to_owned(),
+                version: String::new(),
+                available: Vec::new(),
+            })
+    }
+
     /// Resolves an agent's runtime to the image to run.
     pub fn resolve(&self, runtime: &AgentRuntime) -> Result<ResolvedRuntime, RuntimeError> {
         match runtime {
@@ -246,7 +275,7 @@ mod tests {
     fn the_embedded_table_resolves_every_entry() {
         let table = RuntimeRegistry::parse("embedded", EMBEDDED).expect("embedded table parses");
         let entries: Vec<_> = table.entries().collect();
-        assert_eq!(entries.len(), 10);
+        assert_eq!(entries.len(), 14);
         for (language, version, entry) in entries {
             let r = table
                 .resolve(&standard(language, version))
@@ -258,6 +287,17 @@ mod tests {
         assert_eq!(py.image.familiar(), "python:3.11-slim");
         let ts = table.resolve(&standard("typescript", "5.1")).expect("ts");
         assert_eq!(ts.image.familiar(), "node:20-alpine");
+    }
+
+    #[test]
+    fn a_language_alone_means_its_newest_supported_version() {
+        let table = RuntimeRegistry::embedded();
+        assert_eq!(table.default_version("python").expect("python"), "3.11");
+        assert_eq!(table.default_version("go").expect("go"), "1.21");
+        assert!(matches!(
+            table.default_version("cobol"),
+            Err(RuntimeError::UnknownLanguage { .. })
+        ));
     }
 
     #[test]
@@ -277,7 +317,7 @@ mod tests {
         let e = t.resolve(&standard("cobol", "1")).expect_err("cobol");
         assert_eq!(
             e.to_string(),
-            "unknown runtime language \"cobol\"; available: go, javascript, python, rust, typescript"
+            "unknown runtime language \"cobol\"; available: go, java, javascript, nodejs, python, rust, typescript"
         );
         let e = t.resolve(&standard("go", "1.99")).expect_err("go 1.99");
         assert_eq!(

@@ -468,8 +468,13 @@ pub fn inspect(ctx: &Context, images: &[String]) -> anyhow::Result<()> {
             .filter(|e| e.digest == entry.digest)
             .filter_map(|e| e.name().map(str::to_owned))
             .collect();
+        let agent = agent_registry_oci::catalogue::AgentInfo::from_keys(
+            &string_map(&manifest["annotations"]),
+            &string_map(&config["config"]["Labels"]),
+        );
         out.push(serde_json::json!({
             "Id": v.id,
+            "Agent": agent,
             "Names": names,
             "Digest": v.digest,
             "MediaType": v.media_type,
@@ -483,6 +488,17 @@ pub fn inspect(ctx: &Context, images: &[String]) -> anyhow::Result<()> {
         }));
     }
     output::json(&out)
+}
+
+/// A JSON object of strings (annotations, labels) as a map; anything else is empty.
+fn string_map(v: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    v.as_object()
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! One module per group of subcommands: `transfer` (push, pull) talks to registries,
 //! `local` (images, tag, rmi, prune, inspect) to the local store only, `login` to both
-//! registries and saved credentials, `node` ensures images under a pull policy.
+//! registries and saved credentials, `node` ensures images under a pull policy, `agent`
+//! makes agents (init, build) and finds them (search, versions, rate).
 
+pub mod agent;
 pub mod local;
 pub mod login;
 pub mod node;

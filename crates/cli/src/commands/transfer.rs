@@ -22,6 +22,9 @@ struct PushReport {
     uploaded: usize,
     existed: usize,
     mounted: usize,
+    /// The agent.yaml artifact pushed with the image (images `agent build` made).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent_yaml: Option<String>,
 }
 
 pub async fn push(
@@ -67,6 +70,7 @@ pub async fn push(
             &bars,
         )
         .await?;
+        let agent_yaml = attach_agent_yaml(&target.client, &store, &target.image, &entry).await?;
         reports.push(PushReport {
             repository: target.image.familiar_repository(),
             tag: target.image.tag_or_latest().map(|t| t.to_string()),
@@ -76,6 +80,7 @@ pub async fn push(
             uploaded: pushed.uploaded,
             existed: pushed.existed,
             mounted: pushed.mounted,
+            agent_yaml: agent_yaml.map(|d| d.to_string()),
         });
     }
     if quiet {
@@ -99,10 +104,52 @@ pub async fn push(
                     ("Size", output::size(r.size)),
                     ("Registry URL", r.registry_url.clone()),
                 ])?;
+                if let Some(d) = &r.agent_yaml {
+                    output::fields(&[("Agent file", d.clone())])?;
+                }
             }
             Ok(())
         }
     }
+}
+
+/// Pushes the `agent.yaml` of an image `agent build` made as an artifact whose subject is the
+/// image, so the registry's referrers API finds it. Other images have none: `None`.
+async fn attach_agent_yaml(
+    client: &agent_registry_client::Client,
+    store: &LocalStore,
+    image: &ImageRef,
+    entry: &Descriptor,
+) -> anyhow::Result<Option<agent_registry_oci::Digest>> {
+    use agent_registry_agent::build::{agent_yaml_artifact, agent_yaml_of};
+    let Some(yaml) = agent_yaml_of(store, &entry.digest) else {
+        return Ok(None);
+    };
+    let (blobs, manifest) = agent_yaml_artifact(&yaml, &entry.digest, entry.size);
+    let repo = image.api_repository();
+    for blob in &blobs {
+        let digest = store.write_blob(blob)?;
+        client
+            .push_blob(
+                &repo,
+                &digest,
+                blob.len() as u64,
+                &store.blob_path(&digest),
+                None,
+                std::sync::Arc::new(agent_registry_client::NoProgress),
+            )
+            .await?;
+    }
+    let digest = agent_registry_oci::Digest::of(agent_registry_oci::Algorithm::Sha256, &manifest);
+    client
+        .put_manifest(
+            &repo,
+            &digest.to_string(),
+            manifest.into(),
+            agent_registry_oci::media::OCI_MANIFEST,
+        )
+        .await?;
+    Ok(Some(digest))
 }
 
 /// Another repository on the target's registry that the local store says holds this image,

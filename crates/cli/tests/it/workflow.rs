@@ -455,7 +455,7 @@ async fn image_ensure_resolves_a_runtime_and_follows_the_pull_policy() {
     assert!(
         unknown
             .stderr
-            .contains("available: go, javascript, python, rust, typescript"),
+            .contains("available: go, java, javascript, nodejs, python, rust, typescript"),
         "{}",
         unknown.stderr
     );
@@ -464,5 +464,5 @@ async fn image_ensure_resolves_a_runtime_and_follows_the_pull_policy() {
         .await
         .ok()
         .json();
-    assert_eq!(listed.as_array().map(Vec::len), Some(10));
+    assert_eq!(listed.as_array().map(Vec::len), Some(14));
 }

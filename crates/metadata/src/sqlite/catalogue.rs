@@ -114,7 +114,7 @@ pub(super) fn refresh(tx: &Connection, repo: &RepoName) -> Result<()> {
     .map_err(db_err("indexing catalogue text"))?;
     for capability in &listing.info.capabilities {
         tx.execute(
-            "INSERT OR IGNORE INTO agent_capabilities (capability, agent) VALUES (?1, ?2)",
+            "INSERT OR IGNORE INTO agent_capabilities (agent, capability) VALUES (?2, ?1)",
             params![capability, id],
         )
         .map_err(db_err("indexing catalogue text"))?;
@@ -187,12 +187,17 @@ fn words(repo: &RepoName, info: &AgentInfo) -> String {
     words.join(" ")
 }
 
-/// An FTS5 query: every word of `text` must appear, each as a prefix.
+/// An FTS5 query: every word of `text` must appear; words of three or more characters match
+/// as prefixes (`summ` finds `summarizer`), shorter ones only whole (a one-letter prefix would
+/// match most of the catalogue).
 fn fts_query(text: &str) -> Option<String> {
     let terms: Vec<String> = text
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
-        .map(|w| format!("\"{}\"*", w.to_lowercase()))
+        .map(|w| {
+            let star = if w.chars().count() >= 3 { "*" } else { "" };
+            format!("\"{}\"{star}", w.to_lowercase())
+        })
         .collect();
     (!terms.is_empty()).then(|| terms.join(" AND "))
 }
@@ -206,13 +211,23 @@ fn name_like(text: &str) -> Option<String> {
     ok.then_some(t)
 }
 
+/// How a search's text is matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TextMatch {
+    /// Every word, against names and descriptions (the FTS5 word index).
+    Words,
+    /// The text as a substring of names (the trigram index): the fallback when no words match.
+    Substring,
+}
+
 /// The WHERE clause and parameters shared by a search's page and its count.
 struct Filter {
     sql: String,
     params: Vec<Value>,
-    /// For relevance ordering: the lower-cased term as a name, and the FTS query.
+    /// The lower-cased text, when it could be (part of) a name: relevance ranks by it.
     name: Option<String>,
-    fts: Option<String>,
+    /// Whether the text restricts the rows (so the page query sorts every match anyway).
+    has_text: bool,
 }
 
 impl Filter {
@@ -229,7 +244,7 @@ impl Filter {
     }
 }
 
-fn filter(search: &Search) -> Filter {
+fn filter(search: &Search, how: TextMatch) -> Filter {
     let text = search
         .text
         .as_deref()
@@ -239,20 +254,21 @@ fn filter(search: &Search) -> Filter {
         sql: String::from("a.tag IS NOT NULL"),
         params: Vec::new(),
         name: text.and_then(name_like),
-        fts: text.and_then(fts_query),
+        has_text: text.is_some(),
     };
-    const BY_NAME: &str = "a.id IN (SELECT rowid FROM agents_names WHERE name GLOB ?)";
-    const BY_TEXT: &str = "a.id IN (SELECT rowid FROM agents_text WHERE agents_text MATCH ?)";
-    match (f.name.clone(), f.fts.clone()) {
-        (Some(n), Some(q)) => f.and(
-            &format!("({BY_NAME} OR {BY_TEXT})"),
-            [Value::Text(format!("*{n}*")), Value::Text(q)],
-        ),
-        (Some(n), None) => f.and(BY_NAME, [Value::Text(format!("*{n}*"))]),
-        (None, Some(q)) => f.and(BY_TEXT, [Value::Text(q)]),
-        // Only punctuation: nothing can match.
-        (None, None) if text.is_some() => f.and("0", []),
-        (None, None) => {}
+    if let Some(text) = text {
+        match (how, fts_query(text), &f.name) {
+            (TextMatch::Words, Some(q), _) => f.and(
+                "a.id IN (SELECT rowid FROM agents_text WHERE agents_text MATCH ?)",
+                [Value::Text(q)],
+            ),
+            (TextMatch::Substring, _, Some(n)) if n.len() >= 3 => f.and(
+                "a.id IN (SELECT rowid FROM agents_names WHERE name GLOB ?)",
+                [Value::Text(format!("*{n}*"))],
+            ),
+            // Only punctuation, or too short for a substring: nothing matches.
+            _ => f.and("0", []),
+        }
     }
     if let Some(n) = &search.name {
         f.and("a.repo = ?", [Value::Text(n.clone())]);
@@ -299,19 +315,22 @@ fn clamp(n: u64) -> i64 {
 }
 
 pub(super) fn search(c: &Connection, search: &Search) -> Result<SearchPage> {
+    let found = search_by(c, search, TextMatch::Words)?;
+    if found.total == 0 && search.text.as_deref().and_then(name_like).is_some() {
+        return search_by(c, search, TextMatch::Substring);
+    }
+    Ok(found)
+}
+
+fn search_by(c: &Connection, search: &Search, how: TextMatch) -> Result<SearchPage> {
     let err = || db_err("searching the catalogue");
     let Filter {
         sql: filter_sql,
         mut params,
         name,
-        fts,
-    } = filter(search);
-    let total: i64 = c
-        .prepare_cached(&format!("SELECT count(*) FROM agents a WHERE {filter_sql}"))
-        .and_then(|mut s| s.query_row(params_from_iter(params.iter()), |r| r.get(0)))
-        .map_err(err())?;
-
-    let mut from = String::from("agents a");
+        has_text,
+    } = filter(search, how);
+    let count_params = params.clone();
     let order = match search.sort {
         SortKey::Relevance => {
             let mut order = String::new();
@@ -321,17 +340,11 @@ pub(super) fn search(c: &Connection, search: &Search) -> Result<SearchPage> {
                 params.push(Value::Text(format!("{n}*")));
                 params.push(Value::Text(format!("*/{n}*")));
                 order.push_str(&format!(
-                    "CASE WHEN a.repo = ?{} OR a.repo GLOB '*/' || ?{} THEN 0 WHEN a.repo GLOB ?{} OR a.repo GLOB ?{} THEN 1 WHEN a.repo GLOB '*' || ?{} || '*' THEN 2 ELSE 3 END, ",
-                    i + 1, i + 1, i + 2, i + 3, i + 1
+                    "CASE WHEN a.repo = ?{a} OR a.repo GLOB '*/' || ?{a} THEN 0 WHEN a.repo GLOB ?{b} OR a.repo GLOB ?{c} THEN 1 WHEN a.repo GLOB '*' || ?{a} || '*' THEN 2 ELSE 3 END, ",
+                    a = i + 1,
+                    b = i + 2,
+                    c = i + 3,
                 ));
-            }
-            if let Some(f) = &fts {
-                params.push(Value::Text(f.clone()));
-                from.push_str(&format!(
-                    " LEFT JOIN (SELECT rowid, bm25(agents_text) AS score FROM agents_text WHERE agents_text MATCH ?{}) m ON m.rowid = a.id",
-                    params.len()
-                ));
-                order.push_str("m.score IS NULL, m.score, ");
             }
             order.push_str("a.downloads DESC, a.repo");
             order
@@ -347,12 +360,16 @@ pub(super) fn search(c: &Connection, search: &Search) -> Result<SearchPage> {
     params.push(Value::Integer(i64::from(search.limit)));
     params.push(Value::Integer(clamp(search.offset)));
     let n = params.len();
+    // With text, every match is sorted anyway, so the count comes with the page; without,
+    // the page stops early on an index and the count is its own query.
+    let count_column = if has_text { "count(*) OVER ()" } else { "0" };
     let sql = format!(
-        "SELECT a.repo, a.tag, a.digest, a.info, a.created, a.size, a.downloads, a.rating_sum, a.rating_count
-         FROM {from} WHERE {filter_sql} ORDER BY {order} LIMIT ?{} OFFSET ?{}",
+        "SELECT a.repo, a.tag, a.digest, a.info, a.created, a.size, a.downloads, a.rating_sum, a.rating_count, {count_column}
+         FROM agents a WHERE {filter_sql} ORDER BY {order} LIMIT ?{} OFFSET ?{}",
         n - 1,
         n
     );
+    let mut total = None;
     let mut hits = c
         .prepare_cached(&sql)
         .and_then(|mut s| {
@@ -360,6 +377,9 @@ pub(super) fn search(c: &Connection, search: &Search) -> Result<SearchPage> {
                 let info = decode(r.get(3)?);
                 let size = r.get::<_, Option<i64>>(5)?.unwrap_or(0) as u64;
                 let (sum, count) = (r.get::<_, i64>(7)? as u64, r.get::<_, i64>(8)? as u64);
+                if has_text {
+                    total = Some(r.get::<_, i64>(9)?);
+                }
                 Ok(SearchHit {
                     name: r.get(0)?,
                     tag: r.get(1)?,
@@ -378,6 +398,14 @@ pub(super) fn search(c: &Connection, search: &Search) -> Result<SearchPage> {
             .collect::<rusqlite::Result<Vec<_>>>()
         })
         .map_err(err())?;
+    let total = match total {
+        Some(t) => t,
+        // No text, or a page past the end: count on its own.
+        None => c
+            .prepare_cached(&format!("SELECT count(*) FROM agents a WHERE {filter_sql}"))
+            .and_then(|mut s| s.query_row(params_from_iter(count_params.iter()), |r| r.get(0)))
+            .map_err(err())?,
+    };
     if let Some(tag) = &search.tag {
         for hit in &mut hits {
             show_tag(c, hit, tag)?;
@@ -530,7 +558,7 @@ mod tests {
     fn fts_queries_quote_every_word_as_a_prefix() {
         assert_eq!(
             fts_query("Chat bot, v2!").as_deref(),
-            Some("\"chat\"* AND \"bot\"* AND \"v2\"*")
+            Some("\"chat\"* AND \"bot\"* AND \"v2\"")
         );
         assert_eq!(fts_query("\"*)(").as_deref(), None);
     }

@@ -106,10 +106,11 @@ CREATE INDEX agents_downloads ON agents(downloads DESC) WHERE tag IS NOT NULL;
 CREATE INDEX agents_size ON agents(size) WHERE tag IS NOT NULL;
 CREATE INDEX agents_rating ON agents((rating_sum * 1.0 / rating_count) DESC) WHERE tag IS NOT NULL AND rating_count > 0;
 CREATE TABLE agent_capabilities (
-    capability TEXT NOT NULL COLLATE NOCASE,
     agent      INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
-    PRIMARY KEY (capability, agent)
+    capability TEXT NOT NULL COLLATE NOCASE,
+    PRIMARY KEY (agent, capability)
 ) WITHOUT ROWID;
+CREATE INDEX agent_capabilities_capability ON agent_capabilities(capability, agent);
 -- Words of the name, title, description, keywords, capabilities and author (rowid = agents.id).
 CREATE VIRTUAL TABLE agents_text USING fts5(words, tokenize = 'unicode61 remove_diacritics 2');
 -- Names by trigram, for partial names (rowid = agents.id).
