@@ -1,6 +1,10 @@
-//! The catalogue in SQLite: listings per manifest, one `agents` row per tagged repository
-//! (kept in step with its tags inside the same transaction as every tag change), FTS5 tables
-//! for words and partial names, downloads and ratings.
+//! The catalogue in SQLite: listings per manifest, one `agents` row per tagged repository,
+//! FTS5 tables for words and partial names, downloads and ratings.
+//!
+//! A tag change only marks its repository pending, in the transaction that moves the tag;
+//! the catalogue catches up ([`catch_up`]) in one write before any catalogue read, on any
+//! node. Pushes stay as fast as before the catalogue existed, and every search still sees
+//! every push acknowledged before it.
 
 use agent_registry_oci::catalogue::{
     self, AgentInfo, SearchHit, SortKey, format_rfc3339, human_size,
@@ -59,9 +63,48 @@ fn display_tag(tags: &[(String, String, i64)]) -> Option<&(String, String, i64)>
         })
 }
 
-/// Brings `repo`'s catalogue row in step with its tags. Called in the transaction of every
+/// Marks `repo`'s catalogue row out of step with its tags; called in the transaction of every
 /// tag change.
-pub(super) fn refresh(tx: &Connection, repo: &RepoName) -> Result<()> {
+pub(super) fn mark(tx: &Connection, repo: &RepoName) -> Result<()> {
+    tx.prepare_cached("INSERT OR IGNORE INTO catalogue_pending (repo) VALUES (?1)")
+        .and_then(|mut s| s.execute(params![repo.as_str()]))
+        .map_err(db_err("marking the catalogue"))?;
+    Ok(())
+}
+
+/// Whether any repository waits for [`catch_up`].
+pub(super) fn behind(c: &Connection) -> Result<bool> {
+    c.prepare_cached("SELECT EXISTS (SELECT 1 FROM catalogue_pending)")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(db_err("checking the catalogue"))
+}
+
+/// Refreshes every pending repository; returns how many.
+pub(super) fn catch_up(tx: &Connection) -> Result<usize> {
+    let pending: Vec<String> = tx
+        .prepare_cached("SELECT repo FROM catalogue_pending")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(db_err("updating the catalogue"))?;
+    for repo in &pending {
+        if let Ok(repo) = repo.parse::<RepoName>() {
+            refresh(tx, &repo)?;
+        }
+    }
+    tx.execute("DELETE FROM catalogue_pending", [])
+        .map_err(db_err("updating the catalogue"))?;
+    Ok(pending.len())
+}
+
+/// An `agents` row as [`refresh`] finds it.
+struct Row {
+    id: i64,
+    tag: Option<String>,
+    digest: Option<String>,
+    info: Option<String>,
+}
+
+/// Brings `repo`'s catalogue row in step with its tags.
+fn refresh(tx: &Connection, repo: &RepoName) -> Result<()> {
     let err = db_err("updating the catalogue");
     let tags: Vec<(String, String, i64)> = tx
         .prepare_cached("SELECT name, digest, updated_at FROM tags WHERE repo = ?1")
@@ -72,16 +115,30 @@ pub(super) fn refresh(tx: &Connection, repo: &RepoName) -> Result<()> {
             .collect()
         })
         .map_err(err)?;
-    let id: Option<i64> = tx
-        .prepare_cached("SELECT id FROM agents WHERE repo = ?1")
-        .and_then(|mut s| s.query_row(params![repo.as_str()], |r| r.get(0)).optional())
+    let current: Option<Row> = tx
+        .prepare_cached("SELECT id, tag, digest, info FROM agents WHERE repo = ?1")
+        .and_then(|mut s| {
+            s.query_row(params![repo.as_str()], |r| {
+                Ok(Row {
+                    id: r.get(0)?,
+                    tag: r.get(1)?,
+                    digest: r.get(2)?,
+                    info: r.get(3)?,
+                })
+            })
+            .optional()
+        })
         .map_err(db_err("updating the catalogue"))?;
+    let listed = current.as_ref().filter(|c| c.tag.is_some());
     let Some((tag, digest, _)) = display_tag(&tags) else {
-        if let Some(id) = id {
-            hide(tx, id)?;
+        if let Some(c) = listed {
+            hide(tx, c.id)?;
         }
         return Ok(());
     };
+    if listed.is_some_and(|c| c.tag.as_ref() == Some(tag) && c.digest.as_ref() == Some(digest)) {
+        return Ok(());
+    }
     let listing = listing_of(tx, repo, digest)?;
     let info = encode(&listing.info)?;
     let id: i64 = tx
@@ -106,31 +163,38 @@ pub(super) fn refresh(tx: &Connection, repo: &RepoName) -> Result<()> {
             )
         })
         .map_err(db_err("updating the catalogue"))?;
-    let err = db_err("indexing catalogue text");
-    tx.execute(
-        "DELETE FROM agent_capabilities WHERE agent = ?1",
-        params![id],
-    )
-    .map_err(db_err("indexing catalogue text"))?;
-    for capability in &listing.info.capabilities {
-        tx.execute(
-            "INSERT OR IGNORE INTO agent_capabilities (agent, capability) VALUES (?2, ?1)",
-            params![capability, id],
-        )
-        .map_err(db_err("indexing catalogue text"))?;
+    // Most pushes of a new version keep the description: the text index stays as it is.
+    if listed.and_then(|c| c.info.as_ref()) != Some(&info) {
+        index_text(tx, id, repo, &listing.info)?;
     }
-    tx.execute("DELETE FROM agents_text WHERE rowid = ?1", params![id])
-        .map_err(db_err("indexing catalogue text"))?;
-    tx.execute(
-        "INSERT INTO agents_text (rowid, words) VALUES (?1, ?2)",
-        params![id, words(repo, &listing.info)],
-    )
-    .map_err(db_err("indexing catalogue text"))?;
-    tx.execute(
-        "INSERT INTO agents_names (rowid, name) SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM agents_names WHERE rowid = ?1)",
-        params![id, repo.as_str()],
-    )
-    .map_err(err)?;
+    if listed.is_none() {
+        tx.prepare_cached("INSERT INTO agents_names (rowid, name) SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM agents_names WHERE rowid = ?1)")
+            .and_then(|mut s| s.execute(params![id, repo.as_str()]))
+            .map_err(db_err("indexing catalogue names"))?;
+    }
+    Ok(())
+}
+
+/// Replaces agent `id`'s capabilities and words.
+fn index_text(tx: &Connection, id: i64, repo: &RepoName, info: &AgentInfo) -> Result<()> {
+    let err = || db_err("indexing catalogue text");
+    tx.prepare_cached("DELETE FROM agent_capabilities WHERE agent = ?1")
+        .and_then(|mut s| s.execute(params![id]))
+        .map_err(err())?;
+    let mut add = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO agent_capabilities (agent, capability) VALUES (?1, ?2)",
+        )
+        .map_err(err())?;
+    for capability in &info.capabilities {
+        add.execute(params![id, capability]).map_err(err())?;
+    }
+    tx.prepare_cached("DELETE FROM agents_text WHERE rowid = ?1")
+        .and_then(|mut s| s.execute(params![id]))
+        .map_err(err())?;
+    tx.prepare_cached("INSERT INTO agents_text (rowid, words) VALUES (?1, ?2)")
+        .and_then(|mut s| s.execute(params![id, words(repo, info)]))
+        .map_err(err())?;
     Ok(())
 }
 

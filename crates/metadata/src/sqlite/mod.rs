@@ -23,6 +23,8 @@ use crate::{
 
 /// Readers kept open; reads run on the async workers, so few are ever in use at once.
 const READERS: usize = 8;
+/// How much of the database file reads may map (address space, not memory).
+const MMAP_BYTES: u64 = 1 << 30;
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -76,7 +78,7 @@ impl SqliteStore {
     /// lose the last commits, though never consistency.
     pub fn open(path: impl AsRef<Path>, durable: bool) -> Result<SqliteStore> {
         let path = path.as_ref().to_owned();
-        let mut conn = Self::connect(&path, durable)?;
+        let mut conn = Self::connect(&path, durable, false)?;
         schema::migrate(&mut conn)?;
         Ok(SqliteStore {
             path,
@@ -86,14 +88,29 @@ impl SqliteStore {
         })
     }
 
-    fn connect(path: &Path, durable: bool) -> Result<Connection> {
+    /// Opens a connection; `reader` ones map the file (see [`MMAP_BYTES`]).
+    fn connect(path: &Path, durable: bool, reader: bool) -> Result<Connection> {
         let conn = Connection::open(path).map_err(db_err("opening the database"))?;
         let sync = if durable { "FULL" } else { "NORMAL" };
+        // Readers map the file instead of copying pages into each connection's small cache
+        // (catalogue searches touch many pages). The writer does not: a growing file would be
+        // remapped on its commits.
+        let mmap = if reader { MMAP_BYTES } else { 0 };
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;"
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000; PRAGMA mmap_size={mmap};"
         ))
         .map_err(db_err("configuring the database"))?;
         Ok(conn)
+    }
+
+    /// Brings the catalogue up to date with every tag change committed so far (see
+    /// `catalogue`); a read when nothing waits.
+    async fn catch_up(&self) -> Result<()> {
+        if self.read(catalogue::behind)? {
+            let caught = self.writer.run(false, catalogue::catch_up).await?;
+            tracing::debug!(repositories = caught, "catalogue caught up");
+        }
+        Ok(())
     }
 
     /// Runs a read on the calling thread. Point reads from the page cache take microseconds,
@@ -106,7 +123,7 @@ impl SqliteStore {
             .pop();
         let conn = match pooled {
             Some(c) => c,
-            None => Self::connect(&self.path, self.durable)?,
+            None => Self::connect(&self.path, self.durable, true)?,
         };
         let result = f(&conn);
         if let Ok(mut pool) = self.readers.lock()
@@ -394,7 +411,7 @@ impl MetadataStore for SqliteStore {
                     params![repo, tag.as_str(), digest, now(), m.pushed_by],
                 )
                 .map_err(db_err("moving a tag"))?;
-                catalogue::refresh(tx, &m.repo)?;
+                catalogue::mark(tx, &m.repo)?;
             }
             Ok(())
         })
@@ -442,7 +459,7 @@ impl MetadataStore for SqliteStore {
                         params![repo.as_str(), digest.to_string()],
                     )
                     .map_err(db_err("deleting a manifest"))?;
-                catalogue::refresh(tx, &repo)?;
+                catalogue::mark(tx, &repo)?;
                 Ok(n > 0)
             })
             .await
@@ -458,7 +475,7 @@ impl MetadataStore for SqliteStore {
                         params![repo.as_str(), tag],
                     )
                     .map_err(db_err("deleting a tag"))?;
-                catalogue::refresh(tx, &repo)?;
+                catalogue::mark(tx, &repo)?;
                 Ok(n > 0)
             })
             .await
@@ -552,10 +569,12 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn search(&self, search: &Search) -> Result<SearchPage> {
+        self.catch_up().await?;
         self.read(|c| catalogue::search(c, search))
     }
 
     async fn agent(&self, repo: &RepoName) -> Result<Option<AgentRecord>> {
+        self.catch_up().await?;
         self.read(|c| catalogue::agent(c, repo))
     }
 
@@ -566,6 +585,7 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn rate(&self, repo: &RepoName, rater: &str, stars: u8) -> Result<Option<(u64, u64)>> {
+        self.catch_up().await?;
         let (repo, rater) = (repo.clone(), rater.to_owned());
         self.writer
             .run(true, move |tx| catalogue::rate(tx, &repo, &rater, stars))

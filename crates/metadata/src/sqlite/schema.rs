@@ -115,6 +115,8 @@ CREATE INDEX agent_capabilities_capability ON agent_capabilities(capability, age
 CREATE VIRTUAL TABLE agents_text USING fts5(words, tokenize = 'unicode61 remove_diacritics 2');
 -- Names by trigram, for partial names (rowid = agents.id).
 CREATE VIRTUAL TABLE agents_names USING fts5(name, tokenize = 'trigram');
+-- Repositories whose tags changed since the catalogue last caught up (see catalogue.rs).
+CREATE TABLE catalogue_pending (repo TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE ratings (
     repo     TEXT NOT NULL,
     rater    TEXT NOT NULL,
