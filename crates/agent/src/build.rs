@@ -90,7 +90,7 @@ pub fn build(
 
     let base = base_image(store, &options.base_name)?;
     let info = agent_info(agent, created);
-    let config = config(&base.config, agent, &info, &layer, created, &options.labels)?;
+    let config = config(&base, agent, &info, &layer, created, &options.labels)?;
     let config_bytes =
         serde_json::to_vec(&config).map_err(|e| BuildError::Encode(e.to_string()))?;
 
@@ -287,7 +287,7 @@ fn oci_layer_type(media_type: &str) -> String {
 }
 
 fn config(
-    base: &Value,
+    base: &Base,
     agent: &AgentFile,
     info: &AgentInfo,
     layer: &Layer,
@@ -295,7 +295,8 @@ fn config(
     extra_labels: &BTreeMap<String, String>,
 ) -> Result<Value, BuildError> {
     let created_text = format_rfc3339(created);
-    let mut config = base.clone();
+    let base_layers = base.layers.len();
+    let mut config = base.config.clone();
     let root = config
         .as_object_mut()
         .ok_or_else(|| BuildError::Base("config".into(), "is not a JSON object".into()))?;
@@ -407,7 +408,16 @@ fn config(
         .entry("rootfs")
         .or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
     match rootfs.get_mut("diff_ids").and_then(Value::as_array_mut) {
-        Some(ids) => ids.push(json!(layer.diff_id.to_string())),
+        Some(ids) if ids.len() == base_layers => ids.push(json!(layer.diff_id.to_string())),
+        Some(ids) => {
+            return Err(BuildError::Base(
+                "config".into(),
+                format!(
+                    "lists {} rootfs.diff_ids for {base_layers} layers",
+                    ids.len()
+                ),
+            ));
+        }
         None => {
             return Err(BuildError::Base(
                 "config".into(),

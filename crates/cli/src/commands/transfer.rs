@@ -97,16 +97,17 @@ pub async fn push(
                 if i > 0 {
                     println!();
                 }
-                output::fields(&[
+                let mut fields = vec![
                     ("Repository", r.repository.clone()),
                     ("Tag", r.tag.clone().unwrap_or_else(|| "<none>".into())),
                     ("Digest", r.digest.clone()),
                     ("Size", output::size(r.size)),
                     ("Registry URL", r.registry_url.clone()),
-                ])?;
+                ];
                 if let Some(d) = &r.agent_yaml {
-                    output::fields(&[("Agent file", d.clone())])?;
+                    fields.push(("Agent file", d.clone()));
                 }
+                output::fields(&fields)?;
             }
             Ok(())
         }

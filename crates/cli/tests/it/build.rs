@@ -22,6 +22,16 @@ fn runtime_table(dir: &Path, host: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// A server holding `base/python:3.11` (one layer, `base_layer`), a temp dir, and a runtime
+/// table in it whose python 3.11 is that image.
+async fn base_python(base_layer: Vec<u8>) -> (TestServer, tempfile::TempDir, String) {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    push_image(&server.url, "base/python", "3.11", &[base_layer]).await;
+    let table = runtime_table(dir.path(), server.host());
+    (server, dir, table)
+}
+
 /// `agent init`, then an agent.yaml with searchable metadata and a command busybox can run.
 async fn project(agent: &Agent, dir: &Path, name: &str) -> String {
     let project = dir.join("project");
@@ -59,17 +69,8 @@ spec:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn build_push_search_versions_rate_and_pull() {
-    let server = TestServer::start().await;
+    let (server, dir, table) = base_python(b"base layer".to_vec()).await;
     let host = server.host().to_owned();
-    let dir = tempfile::tempdir().expect("tempdir");
-    push_image(
-        &server.url,
-        "base/python",
-        "3.11",
-        &[b"base layer".to_vec()],
-    )
-    .await;
-    let table = runtime_table(dir.path(), &host);
     let agent = Agent::new();
     let project = project(&agent, dir.path(), "team/summarizer").await;
     let image = format!("{host}/team/summarizer:1.0.0");
@@ -249,17 +250,7 @@ async fn build_push_search_versions_rate_and_pull() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fixed_source_date_makes_builds_reproducible_across_edits_of_mtime() {
-    let server = TestServer::start().await;
-    let host = server.host().to_owned();
-    let dir = tempfile::tempdir().expect("tempdir");
-    push_image(
-        &server.url,
-        "base/python",
-        "3.11",
-        &[b"base layer".to_vec()],
-    )
-    .await;
-    let table = runtime_table(dir.path(), &host);
+    let (_server, dir, table) = base_python(b"base layer".to_vec()).await;
     let mut agent = Agent::new();
     agent.env("SOURCE_DATE_EPOCH", "1700000000");
     let project = project(&agent, dir.path(), "repro").await;
@@ -327,12 +318,10 @@ async fn a_bad_agent_file_lists_every_problem_and_builds_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs docker with dockerd running, skopeo and busybox-static: run scripts/test"]
 async fn docker_and_skopeo_pull_what_agent_build_made_and_docker_runs_it() {
-    let server = TestServer::start().await;
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let rootfs = std::fs::read(rootfs_tar(scratch.path(), "base").await).expect("rootfs");
+    let (server, dir, table) = base_python(rootfs).await;
     let host = server.host().to_owned();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rootfs = std::fs::read(rootfs_tar(dir.path(), "base").await).expect("rootfs");
-    push_image(&server.url, "base/python", "3.11", &[rootfs]).await;
-    let table = runtime_table(dir.path(), &host);
     let agent = Agent::new();
     let project = project(&agent, dir.path(), "team/runner").await;
     let image = format!("{host}/team/runner:{}", unique());

@@ -326,3 +326,46 @@ async fn immutable_release_tags_refuse_to_move() {
     push_agent(&reg, "dev/agent", "1.0.0", json!({"v": "1"}), json!({})).await;
     push_agent(&reg, "dev/agent", "1.0.0", json!({"v": "2"}), json!({})).await;
 }
+
+#[test]
+fn the_openapi_file_documents_every_catalogue_route_and_search_parameter() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml"))
+        .expect("openapi.yaml");
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("openapi.yaml is YAML");
+    let paths = &doc["paths"];
+    for path in [
+        "/api/v1/search",
+        "/api/v1/agents/{name}",
+        "/api/v1/agents/{name}/ratings",
+    ] {
+        assert!(paths.get(path).is_some(), "{path} is not documented");
+    }
+    let documented: Vec<&str> = paths["/api/v1/search"]["get"]["parameters"]
+        .as_sequence()
+        .expect("parameters")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    // Every field of the query the server accepts, by its wire name.
+    let accepted = serde_json::to_value(agent_registry_oci::catalogue::SearchQuery {
+        q: Some(String::new()),
+        name: Some(String::new()),
+        tag: Some(String::new()),
+        capability: Some(String::new()),
+        author: Some(String::new()),
+        created_after: Some(String::new()),
+        created_before: Some(String::new()),
+        size_min: Some(String::new()),
+        size_max: Some(String::new()),
+        sort: Some(agent_registry_oci::catalogue::SortKey::Name),
+        page: Some(1),
+        per_page: Some(1),
+    })
+    .expect("json");
+    for key in accepted.as_object().expect("object").keys() {
+        assert!(
+            documented.contains(&key.as_str()),
+            "{key} is not documented"
+        );
+    }
+}
