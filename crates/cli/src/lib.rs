@@ -295,6 +295,7 @@ Failures exit with the class's code: 4 image not found, 3 authentication failed,
 Examples:
   agent image ensure localhost:5000/team/summarizer:1.0 --pull always
   agent image ensure --runtime python:3.11 --events events.jsonl --execution-id run-42
+  agent image ensure --agent ./summarizer/agent.yaml --runtime-registry runtimes.yaml
   agent image ensure summarizer:1.0 --pull never -o json
   agent image ensure r.example.com/a:1 --pull-secret secret.json --nats nats://127.0.0.1:4222")]
     Ensure {
@@ -303,6 +304,10 @@ Examples:
         /// Resolve LANGUAGE:VERSION through the runtime table instead of naming an image.
         #[arg(long, value_name = "LANGUAGE:VERSION", conflicts_with = "image")]
         runtime: Option<String>,
+        /// Ensure the runtime image of an agent.yaml (spec.runtime, under its
+        /// image_pull_policy unless --pull is given).
+        #[arg(long = "agent", value_name = "FILE", conflicts_with_all = ["image", "runtime"])]
+        agent_file: Option<std::path::PathBuf>,
         /// A runtime table to use instead of the built-in one.
         #[arg(long, value_name = "FILE")]
         runtime_registry: Option<std::path::PathBuf>,
@@ -512,19 +517,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(ImageCommand::Ensure {
             image,
             runtime,
+            agent_file,
             runtime_registry,
             node,
             quiet,
         }) => {
-            commands::node::ensure(
-                &ctx,
-                image.as_deref(),
-                runtime.as_deref(),
-                runtime_registry.as_deref(),
-                &node,
-                quiet,
-            )
-            .await
+            let what = commands::node::EnsureTarget {
+                image: image.as_deref(),
+                runtime: runtime.as_deref(),
+                agent_file: agent_file.as_deref(),
+                runtime_registry: runtime_registry.as_deref(),
+            };
+            commands::node::ensure(&ctx, &what, &node, quiet).await
         }
         Command::Image(ImageCommand::Precache {
             runtime_registry,

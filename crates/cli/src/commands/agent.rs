@@ -86,32 +86,24 @@ fn key_value(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
-pub async fn build(ctx: &Context, args: &BuildArgs) -> anyhow::Result<()> {
-    let file = args
-        .file
-        .clone()
-        .unwrap_or_else(|| args.dir.join("agent.yaml"));
-    let text = std::fs::read_to_string(&file)
+/// Reads and validates an agent file.
+pub fn load(file: &Path, build_args: &BTreeMap<String, String>) -> anyhow::Result<AgentFile> {
+    let text = std::fs::read_to_string(file)
         .with_context(|| format!("reading {} (agent init writes one)", file.display()))?;
-    let build_args: BTreeMap<String, String> = args.build_args.iter().cloned().collect();
-    let agent = AgentFile::parse(&file.display().to_string(), &text, &build_args)?;
-    let name = match &args.tag {
-        Some(t) => t.clone(),
-        None => format!(
-            "{}:{}",
-            agent.metadata.name,
-            agent.metadata.version.as_deref().unwrap_or("latest")
-        ),
-    };
-    let name = name
-        .parse::<ImageRef>()
-        .with_context(|| format!("-t {name}"))?
-        .familiar();
+    Ok(AgentFile::parse(
+        &file.display().to_string(),
+        &text,
+        build_args,
+    )?)
+}
 
-    let table = match &args.runtime_registry {
-        Some(p) => RuntimeRegistry::load(p)?,
-        None => RuntimeRegistry::embedded(),
-    };
+/// The image an agent runs on, through `table`: its language (at its version, or the
+/// table's newest supported one) or its custom image. Warns when the version is deprecated.
+pub fn runtime_image(
+    agent: &AgentFile,
+    file: &Path,
+    table: &RuntimeRegistry,
+) -> anyhow::Result<ImageRef> {
     let runtime = match &agent.spec.runtime {
         Some(Runtime::Language { language, version }) => AgentRuntime::Standard {
             language: language.clone(),
@@ -129,16 +121,50 @@ pub async fn build(ctx: &Context, args: &BuildArgs) -> anyhow::Result<()> {
     if let Some(warning) = &resolved.deprecated {
         eprintln!("warning: {warning}");
     }
-    let policy = match (args.policy, agent.spec.image_pull_policy.as_deref()) {
-        (Some(p), _) => p,
-        (None, Some(p)) => p.parse().map_err(anyhow::Error::msg)?,
-        (None, None) => PullPolicy::IfNotPresent,
+    Ok(resolved.image)
+}
+
+/// The pull policy agent.yaml asks for, if any.
+pub fn pull_policy(agent: &AgentFile) -> anyhow::Result<Option<PullPolicy>> {
+    agent
+        .spec
+        .image_pull_policy
+        .as_deref()
+        .map(|p| p.parse().map_err(anyhow::Error::msg))
+        .transpose()
+}
+
+pub async fn build(ctx: &Context, args: &BuildArgs) -> anyhow::Result<()> {
+    let file = args
+        .file
+        .clone()
+        .unwrap_or_else(|| args.dir.join("agent.yaml"));
+    let build_args: BTreeMap<String, String> = args.build_args.iter().cloned().collect();
+    let agent = load(&file, &build_args)?;
+    let name = match &args.tag {
+        Some(t) => t.clone(),
+        None => format!(
+            "{}:{}",
+            agent.metadata.name,
+            agent.metadata.version.as_deref().unwrap_or("latest")
+        ),
+    };
+    let name = name
+        .parse::<ImageRef>()
+        .with_context(|| format!("-t {name}"))?
+        .familiar();
+    let table = match &args.runtime_registry {
+        Some(p) => RuntimeRegistry::load(p)?,
+        None => RuntimeRegistry::embedded(),
+    };
+    let base_image = runtime_image(&agent, &file, &table)?;
+    let policy = match args.policy {
+        Some(p) => p,
+        None => pull_policy(&agent)?.unwrap_or_default(),
     };
 
     // The base image comes from its own registry, with its own credentials.
-    let base_target = ctx
-        .env()
-        .target(&resolved.image, &RegistryArgs::default())?;
+    let base_target = ctx.env().target(&base_image, &RegistryArgs::default())?;
     let store = ctx.store()?;
     let bars = Bars::new(args.quiet);
     let options = TransferOptions {

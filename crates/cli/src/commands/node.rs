@@ -23,9 +23,9 @@ use crate::target::{RegistryArgs, Target};
 /// How a node pulls: policy, credentials, events, limits.
 #[derive(Debug, Clone, clap::Args)]
 pub struct NodeArgs {
-    /// always, missing (IfNotPresent) or never.
-    #[arg(long = "pull", value_name = "POLICY", default_value = "missing")]
-    pub policy: PullPolicy,
+    /// always, missing (IfNotPresent; the default) or never.
+    #[arg(long = "pull", value_name = "POLICY")]
+    pub policy: Option<PullPolicy>,
     /// A dockerconfigjson file (a Kubernetes image pull secret's content) to take registry
     /// credentials from, before any other source.
     #[arg(long, value_name = "FILE")]
@@ -142,7 +142,7 @@ impl NodeArgs {
     ) -> anyhow::Result<Pulled> {
         let request = Ensure {
             image: &target.image,
-            policy: self.policy,
+            policy: self.policy.unwrap_or_default(),
             execution_id: self.events.execution_id.as_deref(),
             timeout: self.timeout.map(Duration::from_secs),
         };
@@ -195,17 +195,32 @@ impl Ensured {
     }
 }
 
+/// What `agent image ensure` is asked for: an image, a runtime, or an agent file's runtime.
+pub struct EnsureTarget<'a> {
+    pub image: Option<&'a str>,
+    pub runtime: Option<&'a str>,
+    pub agent_file: Option<&'a Path>,
+    pub runtime_registry: Option<&'a Path>,
+}
+
 pub async fn ensure(
     ctx: &Context,
-    image: Option<&str>,
-    runtime: Option<&str>,
-    runtime_registry: Option<&Path>,
+    what: &EnsureTarget<'_>,
     args: &NodeArgs,
     quiet: bool,
 ) -> anyhow::Result<()> {
-    let image: ImageRef = match (image, runtime) {
-        (Some(i), None) => i.parse()?,
-        (None, Some(r)) => {
+    let mut args = args.clone();
+    let runtime_registry = what.runtime_registry;
+    let image: ImageRef = match (what.image, what.runtime, what.agent_file) {
+        (Some(i), None, None) => i.parse()?,
+        (None, None, Some(file)) => {
+            let agent = super::agent::load(file, &Default::default())?;
+            if args.policy.is_none() {
+                args.policy = super::agent::pull_policy(&agent)?;
+            }
+            super::agent::runtime_image(&agent, file, &table(runtime_registry)?)?
+        }
+        (None, Some(r), None) => {
             let (language, version) = r
                 .split_once(':')
                 .with_context(|| format!("--runtime takes LANGUAGE:VERSION, not {r:?}"))?;
@@ -218,13 +233,13 @@ pub async fn ensure(
             }
             resolved.image
         }
-        _ => anyhow::bail!("give IMAGE or --runtime LANGUAGE:VERSION"),
+        _ => anyhow::bail!("give one of IMAGE, --runtime LANGUAGE:VERSION or --agent FILE"),
     };
     let events = args.events.bus().await?;
     let bars = Bars::new(quiet);
     let outcome = args.ensure(ctx, &image, &bars, &events).await;
     events.close().await;
-    let report = Ensured::new(outcome?, args.policy);
+    let report = Ensured::new(outcome?, args.policy.unwrap_or_default());
     if quiet {
         println!("{}", report.image);
         return Ok(());
@@ -280,7 +295,7 @@ pub async fn precache(
     let mut first_error = None;
     for image in &wanted {
         match args.ensure(ctx, image, &bars, &events).await {
-            Ok(pulled) => reports.push(Ensured::new(pulled, args.policy)),
+            Ok(pulled) => reports.push(Ensured::new(pulled, args.policy.unwrap_or_default())),
             Err(e) => {
                 eprintln!("agent: {image}: {e:#}");
                 first_error.get_or_insert(e);

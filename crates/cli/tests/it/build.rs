@@ -380,3 +380,53 @@ async fn docker_and_skopeo_pull_what_agent_build_made_and_docker_runs_it() {
         "{inspected}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_ensure_takes_the_runtime_and_pull_policy_of_an_agent_file() {
+    let (server, dir, table) = base_python(b"base layer".to_vec()).await;
+    let agent = Agent::new();
+    let project = project(&agent, dir.path(), "node/agent").await;
+    let file = format!("{project}/agent.yaml");
+    let never = std::fs::read_to_string(&file)
+        .expect("read")
+        .replace("spec:\n", "spec:\n  image_pull_policy: Never\n");
+    std::fs::write(&file, never).expect("write");
+
+    let refused = agent
+        .run(&[
+            "image",
+            "ensure",
+            "--agent",
+            &file,
+            "--runtime-registry",
+            &table,
+        ])
+        .await
+        .failed(4, "agent: image not found");
+    assert!(
+        refused.stderr.contains("base/python:3.11"),
+        "{}",
+        refused.stderr
+    );
+    let pulled = agent
+        .run(&[
+            "image",
+            "ensure",
+            "--agent",
+            &file,
+            "--runtime-registry",
+            &table,
+            "--pull",
+            "always",
+            "-o",
+            "json",
+        ])
+        .await
+        .ok()
+        .json();
+    assert_eq!(
+        pulled["image"],
+        format!("{}/base/python:3.11", server.host())
+    );
+    assert_eq!(pulled["policy"], "Always");
+}
