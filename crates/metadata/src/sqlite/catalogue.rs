@@ -79,19 +79,26 @@ pub(super) fn behind(c: &Connection) -> Result<bool> {
         .map_err(db_err("checking the catalogue"))
 }
 
-/// Refreshes every pending repository; returns how many.
+/// Pending repositories one catch-up transaction refreshes, so a backlog (a bulk import)
+/// never holds the writer long enough to stall pushes.
+pub(super) const CATCH_UP_BATCH: i64 = 1000;
+
+/// Refreshes up to [`CATCH_UP_BATCH`] pending repositories; returns how many.
 pub(super) fn catch_up(tx: &Connection) -> Result<usize> {
+    let err = || db_err("updating the catalogue");
     let pending: Vec<String> = tx
-        .prepare_cached("SELECT repo FROM catalogue_pending")
-        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-        .map_err(db_err("updating the catalogue"))?;
+        .prepare_cached("SELECT repo FROM catalogue_pending LIMIT ?1")
+        .and_then(|mut s| s.query_map([CATCH_UP_BATCH], |r| r.get(0))?.collect())
+        .map_err(err())?;
+    let mut done = tx
+        .prepare_cached("DELETE FROM catalogue_pending WHERE repo = ?1")
+        .map_err(err())?;
     for repo in &pending {
-        if let Ok(repo) = repo.parse::<RepoName>() {
-            refresh(tx, &repo)?;
+        if let Ok(name) = repo.parse::<RepoName>() {
+            refresh(tx, &name)?;
         }
+        done.execute([repo]).map_err(err())?;
     }
-    tx.execute("DELETE FROM catalogue_pending", [])
-        .map_err(db_err("updating the catalogue"))?;
     Ok(pending.len())
 }
 

@@ -106,7 +106,7 @@ impl SqliteStore {
     /// Brings the catalogue up to date with every tag change committed so far (see
     /// `catalogue`); a read when nothing waits.
     async fn catch_up(&self) -> Result<()> {
-        if self.read(catalogue::behind)? {
+        while self.read(catalogue::behind)? {
             let caught = self.writer.run(false, catalogue::catch_up).await?;
             tracing::debug!(repositories = caught, "catalogue caught up");
         }
@@ -602,6 +602,36 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(dir.path().join("registry.db"), false).expect("open");
         crate::suite::run_all(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_catalogue_backlog_larger_than_one_batch_is_caught_up_in_batches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path().join("registry.db"), false).expect("open");
+        let backlog = catalogue::CATCH_UP_BATCH * 2 + 5;
+        store
+            .writer
+            .run(false, move |tx| {
+                for i in 0..backlog {
+                    catalogue::mark(tx, &format!("backlog/r{i}").parse().expect("name"))?;
+                }
+                Ok(())
+            })
+            .await
+            .expect("mark");
+        assert!(store.read(catalogue::behind).expect("behind"));
+        let page = store
+            .search(&Search {
+                limit: 1,
+                ..Search::default()
+            })
+            .await
+            .expect("search");
+        assert_eq!(page.total, 0);
+        assert!(
+            !store.read(catalogue::behind).expect("behind"),
+            "nothing left pending"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]
