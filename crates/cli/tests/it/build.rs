@@ -156,86 +156,60 @@ async fn build_push_search_versions_rate_and_pull() {
         "application/vnd.agent-registry.agent.v1+yaml"
     );
 
-    let registry = ["--registry", host.as_str()];
+    // One call names the registry; the rest find it in AGENT_REGISTRY_URL.
     let found = agent
-        .run(&[&["search", "quarterly", "-o", "json"][..], &registry].concat())
+        .run(&["search", "quarterly", "--registry", &host, "-o", "json"])
         .await
         .ok()
         .json();
     assert_eq!(found["total"], 1, "{found}");
     assert_eq!(found["images"][0]["name"], "team/summarizer");
     assert_eq!(found["images"][0]["author"], "Ann Lee");
+    let mut agent = agent;
+    agent.env("AGENT_REGISTRY_URL", &host);
     let by_tag = agent
-        .run(
-            &[
-                &[
-                    "search",
-                    "summarizer:1.0.0",
-                    "--capability",
-                    "chat",
-                    "-o",
-                    "json",
-                ][..],
-                &registry,
-            ]
-            .concat(),
-        )
+        .run(&[
+            "search",
+            "summarizer:1.0.0",
+            "--capability",
+            "chat",
+            "-o",
+            "json",
+        ])
         .await
         .ok()
         .json();
     assert_eq!(by_tag["images"][0]["tag"], "1.0.0");
     let none = agent
-        .run(
-            &[
-                &["search", "quarterly", "--size", ">1GB", "-o", "json"][..],
-                &registry,
-            ]
-            .concat(),
-        )
+        .run(&["search", "quarterly", "--size", ">1GB", "-o", "json"])
         .await
         .ok()
         .json();
     assert_eq!(none["total"], 0);
-    let table = agent
-        .run(&[&["search", "summ"][..], &registry].concat())
-        .await
-        .ok()
-        .stdout;
+    let table = agent.run(&["search", "summ"]).await.ok().stdout;
     assert!(
         table.starts_with("NAME") && table.contains("team/summarizer"),
         "{table}"
     );
 
     let versions = agent
-        .run(
-            &[
-                &["versions", "team/summarizer", "-o", "json"][..],
-                &registry,
-            ]
-            .concat(),
-        )
+        .run(&["versions", "team/summarizer", "-o", "json"])
         .await
         .ok()
         .json();
     assert_eq!(versions["latest_release"], "1.0.0");
     let rated = agent
-        .run(
-            &[
-                &["rate", "team/summarizer", "4", "-o", "json"][..],
-                &registry,
-            ]
-            .concat(),
-        )
+        .run(&["rate", "team/summarizer", "4", "-o", "json"])
         .await
         .ok()
         .json();
     assert_eq!(rated["rating"], 4.0);
     agent
-        .run(&[&["rate", "team/summarizer", "9"][..], &registry].concat())
+        .run(&["rate", "team/summarizer", "9"])
         .await
         .failed(1, "agent: STARS is 1 to 5");
     agent
-        .run(&[&["versions", "team/nothing"][..], &registry].concat())
+        .run(&["versions", "team/nothing"])
         .await
         .failed(4, "agent: image not found in registry");
 
