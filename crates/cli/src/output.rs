@@ -93,7 +93,7 @@ pub fn short_id(digest: &agent_registry_oci::Digest) -> String {
 
 /// "3 days ago" from an RFC 3339 time, relative to `now` (seconds since the epoch).
 pub fn ago(rfc3339: Option<&str>, now: i64) -> String {
-    let Some(then) = rfc3339.and_then(parse_rfc3339) else {
+    let Some(then) = rfc3339.and_then(agent_registry_oci::catalogue::parse_rfc3339) else {
         return "N/A".into();
     };
     let secs = (now - then).max(0);
@@ -108,36 +108,6 @@ pub fn ago(rfc3339: Option<&str>, now: i64) -> String {
     };
     let plural = if n == 1 { "" } else { "s" };
     format!("{n} {unit}{plural} ago")
-}
-
-/// Seconds since the epoch of an RFC 3339 time (`2024-01-01T00:00:00Z`, offsets allowed).
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let (date, rest) = s.split_once(['T', 't', ' '])?;
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>());
-    let (y, mo, da) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let time_end = rest.find(['Z', 'z', '+', '-']).unwrap_or(rest.len());
-    let (time, zone) = rest.split_at(time_end);
-    let mut t = time.splitn(3, ':');
-    let h = t.next()?.parse::<i64>().ok()?;
-    let mi = t.next()?.parse::<i64>().ok()?;
-    let sec = t.next()?.split('.').next()?.parse::<i64>().ok()?;
-    let offset = match zone.chars().next() {
-        Some(sign @ ('+' | '-')) => {
-            let (oh, om) = zone[1..].split_once(':').unwrap_or((&zone[1..], "0"));
-            let o = oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60;
-            if sign == '+' { o } else { -o }
-        }
-        _ => 0,
-    };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (mo + if mo > 2 { -3 } else { 9 }) + 2) / 5 + da - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + h * 3600 + mi * 60 + sec - offset)
 }
 
 pub fn now() -> i64 {
@@ -156,17 +126,6 @@ mod tests {
         assert_eq!(size(1_000), "1kB");
         assert_eq!(size(12_345_678), "12.35MB");
         assert_eq!(size(1_073_741_824), "1.074GB");
-    }
-
-    #[test]
-    fn rfc3339_times_parse_with_offsets() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339("2024-01-01T00:00:00Z"), Some(1_704_067_200));
-        assert_eq!(
-            parse_rfc3339("2024-01-01T01:00:00.123456789+01:00"),
-            Some(1_704_067_200)
-        );
-        assert_eq!(parse_rfc3339("yesterday"), None);
     }
 
     #[test]

@@ -355,7 +355,13 @@ mod tests {
 
     #[test]
     fn timestamps_round_trip() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_rfc3339("2024-01-01T00:00:00Z"), Some(1_704_067_200));
+        assert_eq!(
+            parse_rfc3339("2024-01-01T01:00:00.123456789+01:00"),
+            Some(1_704_067_200),
+            "fractions and offsets, as image configs write them"
+        );
         assert_eq!(format_rfc3339(1_704_067_200), "2024-01-01T00:00:00Z");
         assert_eq!(parse_rfc3339("yesterday"), None);
     }

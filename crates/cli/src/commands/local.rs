@@ -146,7 +146,7 @@ pub fn images(
         std::cmp::Reverse(
             v.created
                 .as_deref()
-                .and_then(output::parse_rfc3339)
+                .and_then(agent_registry_oci::catalogue::parse_rfc3339)
                 .unwrap_or(0),
         )
     });
@@ -238,8 +238,15 @@ impl Filter {
                     .first()
                     .map(|e| view(store, e))
                     .transpose()?
-                    .and_then(|a| a.created.as_deref().and_then(output::parse_rfc3339));
-                let mine = v.created.as_deref().and_then(output::parse_rfc3339);
+                    .and_then(|a| {
+                        a.created
+                            .as_deref()
+                            .and_then(agent_registry_oci::catalogue::parse_rfc3339)
+                    });
+                let mine = v
+                    .created
+                    .as_deref()
+                    .and_then(agent_registry_oci::catalogue::parse_rfc3339);
                 match (mine, anchor) {
                     (Some(m), Some(a)) if matches!(self, Filter::Before(_)) => m < a,
                     (Some(m), Some(a)) => m > a,
