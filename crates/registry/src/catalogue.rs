@@ -5,6 +5,7 @@
 //! an index, those of its first runnable image), so images built by `docker build` with
 //! LABELs are indexed like those `agent build` makes.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -60,14 +61,14 @@ impl RecentPulls {
         if seen.len() > 100_000 {
             seen.retain(|_, at| now.duration_since(*at) < window);
         }
-        match seen.get_mut(&(client.to_owned(), repo.clone())) {
-            Some(at) if now.duration_since(*at) < window => false,
-            Some(at) => {
-                *at = now;
+        match seen.entry((client.to_owned(), repo.clone())) {
+            Entry::Occupied(e) if now.duration_since(*e.get()) < window => false,
+            Entry::Occupied(mut e) => {
+                e.insert(now);
                 true
             }
-            None => {
-                seen.insert((client.to_owned(), repo.clone()), now);
+            Entry::Vacant(e) => {
+                e.insert(now);
                 true
             }
         }
