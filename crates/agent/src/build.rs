@@ -40,12 +40,14 @@ pub enum BuildError {
 }
 
 /// What the caller decides.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct BuildOptions {
     /// The name to store the image under (as `agent images` shows names).
     pub name: String,
-    /// The base image as stored, and its reference for the annotations.
+    /// The base image's name (for the annotations) and its manifest in the local store, as
+    /// ensuring it reported them.
     pub base_name: String,
+    pub base_digest: Digest,
     /// Extra labels (`--label`), applied last.
     pub labels: BTreeMap<String, String>,
     /// Seconds since the Unix epoch for every timestamp; `None` takes the newest file's.
@@ -88,7 +90,7 @@ pub fn build(
     let layer =
         layer::build_layer(dir, &files, u64::try_from(created).unwrap_or(0)).map_err(files_err)?;
 
-    let base = base_image(store, &options.base_name)?;
+    let base = base_image(store, &options.base_name, &options.base_digest)?;
     let info = agent_info(agent, created);
     let config = config(&base, agent, &info, &layer, created, &options.labels)?;
     let config_bytes =
@@ -199,19 +201,14 @@ struct Base {
     layers: Vec<agent_registry_images::Blob>,
 }
 
-fn base_image(store: &LocalStore, name: &str) -> Result<Base, BuildError> {
+fn base_image(store: &LocalStore, name: &str, digest: &Digest) -> Result<Base, BuildError> {
     let bad = |why: String| BuildError::Base(name.to_owned(), why);
-    let entry = store
-        .entries()?
-        .into_iter()
-        .find(|e| e.name() == Some(name))
-        .ok_or_else(|| bad("is not in the local store".into()))?;
-    match Parts::parse(name, &store.read_blob(&entry.digest)?)? {
+    match Parts::parse(name, &store.read_blob(digest)?)? {
         Parts::Image { config, layers } => {
             let config: Value = serde_json::from_slice(&store.read_blob(&config.digest)?)
                 .map_err(|e| bad(format!("its config is not JSON: {e}")))?;
             Ok(Base {
-                digest: entry.digest,
+                digest: digest.clone(),
                 config,
                 layers,
             })

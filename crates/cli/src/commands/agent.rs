@@ -206,6 +206,7 @@ pub async fn build(ctx: &Context, args: &BuildArgs) -> anyhow::Result<()> {
         &BuildOptions {
             name: name.clone(),
             base_name: base.name.clone(),
+            base_digest: base.digest.clone(),
             labels: args.labels.iter().cloned().collect(),
             created,
         },
@@ -345,10 +346,9 @@ pub async fn search(ctx: &Context, args: &SearchArgs) -> anyhow::Result<()> {
         ],
         &rows,
     )?;
-    let last = (u64::from(found.page) * u64::from(found.per_page)).min(found.total);
     eprintln!(
         "{} of {} (page {}; --page for more)",
-        found.images.len().min(last as usize),
+        found.images.len(),
         found.total,
         found.page
     );
