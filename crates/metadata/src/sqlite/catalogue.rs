@@ -445,25 +445,20 @@ fn search_by(c: &Connection, search: &Search, how: TextMatch) -> Result<SearchPa
         .prepare_cached(&sql)
         .and_then(|mut s| {
             s.query_map(params_from_iter(params.iter()), |r| {
-                let info = decode(r.get(3)?);
-                let size = r.get::<_, Option<i64>>(5)?.unwrap_or(0) as u64;
+                let listing = Listing {
+                    info: decode(r.get(3)?),
+                    created: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+                    size: r.get::<_, Option<i64>>(5)?.unwrap_or(0) as u64,
+                };
                 let (sum, count) = (r.get::<_, i64>(7)? as u64, r.get::<_, i64>(8)? as u64);
                 if has_text {
                     total = Some(r.get::<_, i64>(9)?);
                 }
                 Ok(SearchHit {
-                    name: r.get(0)?,
-                    tag: r.get(1)?,
-                    digest: r.get(2)?,
-                    description: info.description,
-                    author: info.author,
-                    capabilities: info.capabilities,
-                    size: human_size(size),
-                    size_bytes: size,
-                    created: format_rfc3339(r.get::<_, Option<i64>>(4)?.unwrap_or(0)),
                     downloads: r.get::<_, i64>(6)? as u64,
                     rating: catalogue::average(sum, count),
                     rating_count: count,
+                    ..hit_of(r.get(0)?, r.get(1)?, r.get(2)?, listing)
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()
@@ -502,16 +497,33 @@ fn show_tag(c: &Connection, hit: &mut SearchHit, tag: &str) -> Result<()> {
         .map_err(db_err("searching the catalogue"))?;
     if let Some(digest) = digest {
         let listing = listing_of(c, &repo, &digest)?;
-        hit.tag = tag.to_owned();
-        hit.digest = digest;
-        hit.description = listing.info.description;
-        hit.author = listing.info.author;
-        hit.capabilities = listing.info.capabilities;
-        hit.size = human_size(listing.size);
-        hit.size_bytes = listing.size;
-        hit.created = format_rfc3339(listing.created);
+        *hit = SearchHit {
+            downloads: hit.downloads,
+            rating: hit.rating,
+            rating_count: hit.rating_count,
+            ..hit_of(hit.name.clone(), tag.to_owned(), digest, listing)
+        };
     }
     Ok(())
+}
+
+/// A hit showing `tag` of `name` with its listing; downloads and rating are the agent's and
+/// left for the caller.
+fn hit_of(name: String, tag: String, digest: String, listing: Listing) -> SearchHit {
+    SearchHit {
+        name,
+        tag,
+        digest,
+        description: listing.info.description,
+        author: listing.info.author,
+        capabilities: listing.info.capabilities,
+        size: human_size(listing.size),
+        size_bytes: listing.size,
+        created: format_rfc3339(listing.created),
+        downloads: 0,
+        rating: None,
+        rating_count: 0,
+    }
 }
 
 pub(super) fn agent(c: &Connection, repo: &RepoName) -> Result<Option<AgentRecord>> {
