@@ -2,12 +2,16 @@
 //! references, tags, referrers, upload sessions, and the agent catalogue (search, versions,
 //! downloads, ratings).
 //!
-//! [`MetadataStore`] is the contract; [`SqliteStore`] is the embedded backend (WAL, one writer,
+//! [`MetadataStore`] is the contract for content and [`access::AccessStore`] for who may
+//! touch it; [`SqliteStore`] is the embedded backend (WAL, one writer,
 //! a small pool of readers). All SQL lives in the backend modules. Every change that touches
 //! several rows happens in one transaction, so a manifest, its references and its tag appear
 //! together or not at all, and the existence checks for what a manifest references run inside
 //! that same transaction.
 
+pub mod access;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod access_suite;
 mod sqlite;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod suite;
@@ -119,6 +123,8 @@ pub struct Search {
     pub size_min: Option<u64>,
     pub size_max: Option<u64>,
     pub sort: SortKey,
+    /// Which repositories the caller may see.
+    pub readable: access::Readable,
     pub offset: u64,
     pub limit: u32,
 }

@@ -71,6 +71,11 @@ async fn publish(store: &dyn MetadataStore, r: &str, name: &str, listing: Listin
     }
 }
 
+/// Publishes `name:latest` with an empty listing.
+pub(crate) async fn publish_plain(store: &dyn MetadataStore, name: &str) {
+    publish(store, name, name, Listing::default(), &["latest"]).await;
+}
+
 fn listing(description: &str, author: &str, caps: &[&str], created: i64, size: u64) -> Listing {
     Listing {
         info: AgentInfo {

@@ -27,6 +27,10 @@ pub enum ErrorCode {
     PaginationNumberInvalid,
     /// A bad query parameter or body field on the `/api/v1` endpoints.
     ParameterInvalid,
+    /// An `/api/v1` object (a user, token or grant) that does not exist.
+    NotFound,
+    /// An `/api/v1` object that already exists.
+    Conflict,
     /// Distribution's code for an unexpected server fault; the body says no more than that.
     Unknown,
 }
@@ -56,6 +60,8 @@ impl ErrorCode {
             Toomanyrequests => (429, "too many requests"),
             PaginationNumberInvalid => (400, "invalid number of results requested"),
             ParameterInvalid => (400, "invalid request parameter"),
+            NotFound => (404, "not found"),
+            Conflict => (409, "already exists"),
             Unknown => (500, "unknown error"),
         }
     }

@@ -43,11 +43,26 @@ impl RepoName {
 pub struct RepoPattern(String);
 
 impl RepoPattern {
+    /// `*`: every repository.
+    pub fn all() -> RepoPattern {
+        RepoPattern("*".to_owned())
+    }
+
     pub fn matches(&self, repo: &RepoName) -> bool {
-        match self.0.strip_suffix('*') {
+        match self.prefix() {
             Some(prefix) => repo.as_str().starts_with(prefix),
             None => repo.as_str() == self.0,
         }
+    }
+
+    /// What every matching name starts with (`team/` for `team/*`, empty for `*`); `None` for
+    /// a single repository.
+    pub fn prefix(&self) -> Option<&str> {
+        self.0.strip_suffix('*')
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -56,7 +71,7 @@ impl FromStr for RepoPattern {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s == "*" {
-            return Ok(RepoPattern("*".to_owned()));
+            return Ok(RepoPattern::all());
         }
         let name = s.strip_suffix("/*").unwrap_or(s);
         name.parse::<RepoName>()?;

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use agent_registry_metadata::access::Readable;
 use agent_registry_metadata::{Listing, Search};
 use agent_registry_oci::catalogue::{
     self, AgentDetail, AgentInfo, RatingSummary, SearchQuery, SearchResponse, VersionEntry,
@@ -166,8 +167,8 @@ impl Registry {
         read.await.unwrap_or_default()
     }
 
-    /// Searches the catalogue.
-    pub async fn search(&self, query: &SearchQuery) -> Result<SearchResponse> {
+    /// Searches the repositories of the catalogue that are `readable`.
+    pub async fn search(&self, query: &SearchQuery, readable: Readable) -> Result<SearchResponse> {
         let per_page = query.per_page.unwrap_or(DEFAULT_PER_PAGE);
         if per_page == 0 || per_page > MAX_PER_PAGE {
             return Err(Error::ParameterInvalid(format!(
@@ -205,6 +206,7 @@ impl Registry {
                 .map(|s| size("size_max", s))
                 .transpose()?,
             sort: query.sort.unwrap_or_default(),
+            readable,
             offset: u64::from(page - 1) * u64::from(per_page),
             limit: per_page,
         };

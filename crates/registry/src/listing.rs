@@ -79,13 +79,38 @@ impl Registry {
         })
     }
 
-    /// Repository names after `last`, at most `n`, in lexical order.
-    pub async fn catalog(&self, last: Option<&str>, n: usize) -> Result<Page> {
-        Ok(self
-            .inner
-            .meta
-            .list_repositories(last, n.min(MAX_PAGE))
-            .await?)
+    /// Repository names after `last` that pass `visible`, at most `n`, in lexical order.
+    pub async fn catalog(
+        &self,
+        last: Option<&str>,
+        n: usize,
+        visible: impl Fn(&str) -> bool,
+    ) -> Result<Page> {
+        let n = n.min(MAX_PAGE);
+        let mut out = Page::default();
+        let mut after = last.map(str::to_owned);
+        // Hidden names are skipped page by page until `n` visible ones are found.
+        loop {
+            let page = self
+                .inner
+                .meta
+                .list_repositories(after.as_deref(), n.max(1))
+                .await?;
+            after = page.items.last().cloned();
+            for name in page.items {
+                if !visible(&name) {
+                    continue;
+                }
+                if out.items.len() == n {
+                    out.more = true;
+                    return Ok(out);
+                }
+                out.items.push(name);
+            }
+            if !page.more {
+                return Ok(out);
+            }
+        }
     }
 
     /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type.

@@ -15,6 +15,18 @@
 //!   immutable_releases: ["prod/*"]   # release tags (1.2.3) of these repositories never move
 //!   download_window_secs: 60         # pulls by one client within this count as one download
 //! shutdown_grace_secs: 30            # in-flight requests get this long to finish
+//! auth:
+//!   enabled: false                   # off: anyone may do anything (a private network only)
+//!   public_by_default: false         # visibility of repositories nobody set one for
+//!   realm: ""                        # token URL in challenges; default: this server's /token
+//!   service: agent-registry          # `service` in challenges and token audience
+//!   token_ttl_secs: 300              # registry tokens from /token
+//!   refresh_ttl_days: 30             # refresh tokens (docker's identity tokens)
+//!   admin: { name: admin, password: "" }  # made at start when there is no account yet
+//!   rate_limit:                      # token buckets; per_second 0 turns one off
+//!     per_ip: { per_second: 0, burst: 0 }
+//!     per_principal: { per_second: 0, burst: 0 }
+//! audit: { retain_days: 90 }         # access log lines older than this are dropped
 //! ```
 
 use std::net::SocketAddr;
@@ -32,6 +44,9 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("AAC_LOG_LEVEL", "log.level"),
     ("AGENT_REGISTRY_LOG_FORMAT", "log.format"),
     ("AGENT_REGISTRY_FSYNC", "storage.fsync"),
+    ("AGENT_REGISTRY_AUTH", "auth.enabled"),
+    ("AGENT_REGISTRY_ADMIN_USER", "auth.admin.name"),
+    ("AGENT_REGISTRY_ADMIN_PASSWORD", "auth.admin.password"),
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +60,105 @@ pub struct Config {
     pub uploads: UploadsConfig,
     pub catalogue: CatalogueConfig,
     pub shutdown_grace_secs: u64,
+    pub auth: AuthConfig,
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub enabled: bool,
+    pub public_by_default: bool,
+    /// The token endpoint's URL for challenges; empty: derived from each request.
+    pub realm: String,
+    pub service: String,
+    pub token_ttl_secs: u64,
+    pub refresh_ttl_days: u64,
+    pub admin: AdminConfig,
+    pub rate_limit: RateLimitConfig,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            enabled: false,
+            public_by_default: false,
+            realm: String::new(),
+            service: "agent-registry".into(),
+            token_ttl_secs: 300,
+            refresh_ttl_days: 30,
+            admin: AdminConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+        }
+    }
+}
+
+/// The first administrator, created at start when no account exists.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    pub name: String,
+    /// Empty: no account is made (create one with `agent-registry user add`).
+    #[serde(skip_serializing)]
+    pub password: String,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            name: "admin".into(),
+            password: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub per_ip: RateConfig,
+    pub per_principal: RateConfig,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateConfig {
+    /// Requests a second on average; 0 turns the limit off.
+    pub per_second: f64,
+    /// Requests allowed at once; at least 1 (defaults to one second's worth).
+    pub burst: f64,
+}
+
+impl RateConfig {
+    fn rate(self) -> Option<agent_registry_access::Rate> {
+        (self.per_second > 0.0).then(|| agent_registry_access::Rate {
+            per_second: self.per_second,
+            burst: if self.burst >= 1.0 {
+                self.burst
+            } else {
+                self.per_second.max(1.0)
+            },
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    pub retain_days: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { retain_days: 90 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,6 +226,8 @@ impl Default for Config {
             },
             catalogue: CatalogueConfig::default(),
             shutdown_grace_secs: 30,
+            auth: AuthConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -185,12 +301,15 @@ impl Config {
                     }
                 }
                 "AGENT_REGISTRY_FSYNC" => {
-                    self.storage.fsync = match value.as_str() {
-                        "true" | "1" => true,
-                        "false" | "0" => false,
-                        _ => anyhow::bail!(bad("true or false")),
-                    }
+                    self.storage.fsync =
+                        boolean(&value).ok_or_else(|| anyhow::anyhow!(bad("true or false")))?
                 }
+                "AGENT_REGISTRY_AUTH" => {
+                    self.auth.enabled =
+                        boolean(&value).ok_or_else(|| anyhow::anyhow!(bad("true or false")))?
+                }
+                "AGENT_REGISTRY_ADMIN_USER" => self.auth.admin.name = value,
+                "AGENT_REGISTRY_ADMIN_PASSWORD" => self.auth.admin.password = value,
                 _ => {}
             }
         }
@@ -215,11 +334,40 @@ impl Config {
         })
     }
 
+    /// Access control settings, checked.
+    pub fn access_settings(&self) -> anyhow::Result<agent_registry_access::Settings> {
+        let auth = &self.auth;
+        if auth.service.is_empty() {
+            anyhow::bail!("auth.service must not be empty");
+        }
+        if auth.token_ttl_secs == 0 {
+            anyhow::bail!("auth.token_ttl_secs must be at least 1");
+        }
+        Ok(agent_registry_access::Settings {
+            enabled: auth.enabled,
+            public_by_default: auth.public_by_default,
+            issuer: auth.service.clone(),
+            service: auth.service.clone(),
+            token_ttl: Duration::from_secs(auth.token_ttl_secs),
+            refresh_ttl: Duration::from_secs(auth.refresh_ttl_days.saturating_mul(86_400)),
+            per_ip: auth.rate_limit.per_ip.rate(),
+            per_principal: auth.rate_limit.per_principal.rate(),
+        })
+    }
+
     pub fn limits(&self) -> agent_registry_registry::Limits {
         agent_registry_registry::Limits {
             manifest_max_bytes: self.limits.manifest_max_bytes,
             body_idle_timeout: Duration::from_secs(self.limits.body_idle_timeout_secs),
         }
+    }
+}
+
+fn boolean(value: &str) -> Option<bool> {
+    match value {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
     }
 }
 

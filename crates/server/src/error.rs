@@ -48,6 +48,15 @@ impl ApiError {
         }))
     }
 
+    /// An internal failure: logged here, opaque to the client.
+    pub fn internal(cause: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %cause, "request failed");
+        ApiError::new(
+            ErrorCode::Unknown,
+            "internal server error; the registry log has the cause",
+        )
+    }
+
     pub fn with_status(mut self, status: StatusCode) -> ApiError {
         self.0.status = status;
         self
@@ -64,11 +73,7 @@ impl ApiError {
 impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
         if e.is_internal() {
-            tracing::error!(error = %e, "request failed");
-            return ApiError::new(
-                ErrorCode::Unknown,
-                "internal server error; the registry log has the cause",
-            );
+            return ApiError::internal(e);
         }
         let detail = match &e {
             Error::NameUnknown(name) => Some(serde_json::json!({ "name": name.as_str() })),
@@ -122,3 +127,17 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T = Response> = Result<T, ApiError>;
+
+impl From<agent_registry_access::AccessError> for ApiError {
+    fn from(e: agent_registry_access::AccessError) -> ApiError {
+        use agent_registry_access::AccessError as E;
+        match e {
+            E::Invalid(_) => ApiError::new(ErrorCode::ParameterInvalid, e.to_string()),
+            E::NotFound(_) => ApiError::new(ErrorCode::NotFound, e.to_string()),
+            E::Exists(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
+            E::Unauthenticated(_) => ApiError::new(ErrorCode::Unauthorized, e.to_string()),
+            E::Throttled(wait) => crate::auth::too_many(wait, &e.to_string()),
+            E::Store(_) | E::Internal(_) => ApiError::internal(e),
+        }
+    }
+}

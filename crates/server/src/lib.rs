@@ -5,6 +5,7 @@
 //! directly. [`run`] takes a bound listener and a shutdown future, so tests start the real
 //! server in-process on port 0.
 
+mod auth;
 pub mod config;
 mod endpoint;
 mod error;
@@ -16,6 +17,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_registry_access::Access;
 use agent_registry_metadata::SqliteStore;
 use agent_registry_registry::Registry;
 use agent_registry_storage::FsBlobStore;
@@ -28,28 +30,51 @@ pub use config::Config;
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub registry: Registry,
+    pub access: Access,
     pub config: Arc<Config>,
 }
 
 impl AppState {
-    /// Opens the embedded default stores (filesystem + SQLite) under `config.root`.
-    pub fn open(config: Config) -> anyhow::Result<AppState> {
+    /// Opens the embedded default stores (filesystem + SQLite) under `config.root`, and
+    /// creates the first administrator if the configuration names a password for one and
+    /// there is no account yet.
+    pub async fn open(config: Config) -> anyhow::Result<AppState> {
         let root = &config.root;
         std::fs::create_dir_all(root)
             .with_context(|| format!("creating storage root {}", root.display()))?;
         let blobs = FsBlobStore::open(root, config.storage.fsync)
             .with_context(|| format!("opening blob storage in {}", root.display()))?;
         let db = root.join("registry.db");
-        let meta = SqliteStore::open(&db, config.storage.fsync)
-            .with_context(|| format!("opening metadata database {}", db.display()))?;
+        let meta = Arc::new(
+            SqliteStore::open(&db, config.storage.fsync)
+                .with_context(|| format!("opening metadata database {}", db.display()))?,
+        );
+        let access = Access::open(meta.clone(), config.access_settings()?)
+            .await
+            .context("loading access control")?;
+        let admin = &config.auth.admin;
+        if !admin.password.is_empty()
+            && access
+                .bootstrap_admin(&admin.name, &admin.password)
+                .await
+                .context("creating the first administrator")?
+        {
+            tracing::info!(user = admin.name, "created the first administrator");
+        }
+        if !config.auth.enabled {
+            tracing::warn!(
+                "access control is off (auth.enabled: false): anyone who can reach this port may push, pull and delete"
+            );
+        }
         let registry = Registry::new(
             Arc::new(blobs),
-            Arc::new(meta),
+            meta,
             config.limits(),
             config.catalogue_rules()?,
         );
         Ok(AppState {
             registry,
+            access,
             config: Arc::new(config),
         })
     }
@@ -69,6 +94,10 @@ pub async fn run(
     let purger = tokio::spawn(purge_stale_uploads(
         state.registry.clone(),
         state.config.uploads.expire_after_hours,
+    ));
+    let pruner = tokio::spawn(prune_access_log(
+        state.access.clone(),
+        state.config.audit.retain_days,
     ));
     let grace = Duration::from_secs(state.config.shutdown_grace_secs);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -92,7 +121,9 @@ pub async fn run(
     // Abort only takes effect at the task's next poll; wait for it, so the state (and the
     // storage lock it holds) is gone when `run` returns and the root can be reopened.
     purger.abort();
+    pruner.abort();
     let _ = purger.await;
+    let _ = pruner.await;
     result.context("serving HTTP")
 }
 
@@ -107,6 +138,28 @@ async fn purge_stale_uploads(registry: Registry, expire_after_hours: u64) {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "removed abandoned uploads"),
             Err(e) => tracing::warn!(error = %e, "purging abandoned uploads failed"),
+        }
+    }
+}
+
+/// Every hour, drops access log lines older than `retain_days`.
+async fn prune_access_log(access: Access, retain_days: u64) {
+    let period = Duration::from_secs(3600);
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let before = now.saturating_sub(retain_days.saturating_mul(86_400));
+        match access
+            .store()
+            .prune_access_log(i64::try_from(before).unwrap_or(0))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(dropped = n, "pruned the access log"),
+            Err(e) => tracing::warn!(error = %e, "pruning the access log failed"),
         }
     }
 }

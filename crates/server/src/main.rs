@@ -126,7 +126,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             init_logging(&config)?;
             let listen = config.listen;
             let root = config.root.clone();
-            let state = AppState::open(config)?;
+            let state = AppState::open(config).await?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| {

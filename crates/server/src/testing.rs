@@ -37,7 +37,7 @@ impl TestServer {
         config.storage.fsync = false;
         config.shutdown_grace_secs = 5;
         tweak(&mut config);
-        let state = crate::AppState::open(config).expect("open stores");
+        let state = crate::AppState::open(config).await.expect("open stores");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -14,6 +14,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::{db_err, now, parse_digest};
+use crate::access::Readable;
 use crate::{AgentRecord, Listing, Result, Search, SearchPage, TagRecord};
 
 pub(super) fn store_listing(
@@ -377,6 +378,31 @@ fn filter(search: &Search, how: TextMatch) -> Filter {
     }
     if let Some(n) = search.size_max {
         f.and("a.size <= ?", [Value::Integer(clamp(n))]);
+    }
+    if let Readable::Some {
+        public_by_default,
+        patterns,
+    } = &search.readable
+    {
+        let mut sql = String::from(
+            "(COALESCE((SELECT public FROM visibility v WHERE v.repo = a.repo), ?) = 1",
+        );
+        let mut values = vec![Value::Integer(i64::from(*public_by_default))];
+        for p in patterns {
+            match p.prefix() {
+                Some(prefix) => {
+                    sql.push_str(" OR substr(a.repo, 1, ?) = ?");
+                    values.push(Value::Integer(prefix.len() as i64));
+                    values.push(Value::Text(prefix.to_owned()));
+                }
+                None => {
+                    sql.push_str(" OR a.repo = ?");
+                    values.push(Value::Text(p.as_str().to_owned()));
+                }
+            }
+        }
+        sql.push(')');
+        f.and(&sql, values);
     }
     f
 }

@@ -12,6 +12,7 @@ use agent_registry_oci::{Digest, Reference, RepoName, Tag};
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod access;
 mod catalogue;
 mod schema;
 mod writer;
@@ -602,6 +603,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(dir.path().join("registry.db"), false).expect("open");
         crate::suite::run_all(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn sqlite_backend_passes_the_access_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path().join("registry.db"), false).expect("open");
+        crate::access_suite::run_all(&store).await;
     }
 
     #[tokio::test(flavor = "multi_thread")]

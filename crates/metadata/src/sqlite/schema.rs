@@ -125,6 +125,73 @@ CREATE TABLE ratings (
     PRIMARY KEY (repo, rater)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Access control (see access.rs). Users and robots are principals; groups is a
+-- comma-separated list of group names.
+CREATE TABLE principals (
+    name          TEXT PRIMARY KEY,
+    kind          TEXT NOT NULL CHECK (kind IN ('user', 'robot')),
+    admin         INTEGER NOT NULL DEFAULT 0,
+    groups        TEXT NOT NULL DEFAULT '',
+    password_hash TEXT,
+    created_at    INTEGER NOT NULL
+) WITHOUT ROWID;
+-- API tokens and refresh tokens: only a SHA-256 of the secret is kept.
+CREATE TABLE tokens (
+    id           TEXT PRIMARY KEY,
+    owner        TEXT NOT NULL REFERENCES principals(name) ON DELETE CASCADE,
+    kind         TEXT NOT NULL CHECK (kind IN ('api', 'refresh')),
+    name         TEXT NOT NULL,
+    secret_hash  BLOB NOT NULL,
+    scopes       TEXT NOT NULL DEFAULT '',
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER,
+    revoked_at   INTEGER
+) WITHOUT ROWID;
+CREATE INDEX tokens_owner ON tokens(owner);
+CREATE TABLE grants (
+    subject    TEXT NOT NULL,
+    pattern    TEXT NOT NULL,
+    permission TEXT NOT NULL CHECK (permission IN ('read', 'write', 'delete', 'admin')),
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (subject, pattern)
+) WITHOUT ROWID;
+CREATE TABLE visibility (
+    repo   TEXT PRIMARY KEY,
+    public INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE access_log (
+    id        INTEGER PRIMARY KEY,
+    at        INTEGER NOT NULL,
+    principal TEXT,
+    action    TEXT NOT NULL,
+    repo      TEXT,
+    target    TEXT,
+    allowed   INTEGER NOT NULL,
+    status    INTEGER NOT NULL,
+    client    TEXT
+);
+CREATE INDEX access_log_at ON access_log(at);
+-- Registry-wide secrets shared by every node (the token signing key).
+CREATE TABLE secrets (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
+-- One number that moves whenever who may do what changes, so nodes can cache the policy.
+CREATE TABLE access_version (id INTEGER PRIMARY KEY CHECK (id = 0), version INTEGER NOT NULL);
+INSERT INTO access_version VALUES (0, 0);
+CREATE TRIGGER principals_changed_i AFTER INSERT ON principals BEGIN UPDATE access_version SET version = version + 1; END;
+CREATE TRIGGER principals_changed_u AFTER UPDATE ON principals BEGIN UPDATE access_version SET version = version + 1; END;
+CREATE TRIGGER principals_changed_d AFTER DELETE ON principals BEGIN UPDATE access_version SET version = version + 1; END;
+CREATE TRIGGER tokens_changed_u AFTER UPDATE ON tokens BEGIN UPDATE access_version SET version = version + 1; END;
+CREATE TRIGGER tokens_changed_d AFTER DELETE ON tokens BEGIN UPDATE access_version SET version = version + 1; END;
+CREATE TRIGGER grants_changed_i AFTER INSERT ON grants BEGIN UPDATE access_version SET version = version + 1; END;
+CREATE TRIGGER grants_changed_u AFTER UPDATE ON grants BEGIN UPDATE access_version SET version = version + 1; END;
+CREATE TRIGGER grants_changed_d AFTER DELETE ON grants BEGIN UPDATE access_version SET version = version + 1; END;
+CREATE TRIGGER visibility_changed_i AFTER INSERT ON visibility BEGIN UPDATE access_version SET version = version + 1; END;
+CREATE TRIGGER visibility_changed_u AFTER UPDATE ON visibility BEGIN UPDATE access_version SET version = version + 1; END;
+CREATE TRIGGER visibility_changed_d AFTER DELETE ON visibility BEGIN UPDATE access_version SET version = version + 1; END;
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

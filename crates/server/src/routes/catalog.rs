@@ -1,9 +1,10 @@
 //! `GET /v2/_catalog?n=&last=`.
 
-use agent_registry_registry::Registry;
+use agent_registry_access::Action;
 use serde::Serialize;
 
 use super::distribution::{Request, page_size, paged};
+use crate::AppState;
 use crate::error::ApiResult;
 
 /// Repositories per page when the client does not say.
@@ -14,9 +15,21 @@ struct Catalog {
     repositories: Vec<String>,
 }
 
-pub async fn list(registry: &Registry, req: &Request) -> ApiResult {
+/// Only repositories the caller may pull are listed.
+pub async fn list(state: &AppState, req: &Request) -> ApiResult {
     let n = page_size(req, DEFAULT_PAGE)?;
-    let page = registry.catalog(req.query("last"), n).await?;
+    let access = &state.access;
+    let policy = access.policy().await;
+    let visible = |name: &str| {
+        !access.enabled()
+            || name
+                .parse()
+                .is_ok_and(|repo| policy.allows(&req.who.caller, &repo, Action::Pull))
+    };
+    let page = state
+        .registry
+        .catalog(req.query("last"), n, visible)
+        .await?;
     Ok(paged("/v2/_catalog", page, n, |repositories| Catalog {
         repositories,
     }))

@@ -4,17 +4,19 @@
 
 use std::net::SocketAddr;
 
+use agent_registry_access::Action;
 use agent_registry_oci::catalogue::{RatingRequest, SearchQuery};
 use agent_registry_oci::{ErrorCode, RepoName};
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::Method;
+use axum::http::{HeaderMap, Method};
 use axum::response::IntoResponse;
 use axum::routing::{MethodFilter, get, on};
 use axum::{Extension, Json, Router};
 
 use crate::AppState;
+use crate::auth::{self, Who};
 use crate::error::{ApiError, ApiResult};
 
 /// Rating bodies are a few bytes; anything longer is not one.
@@ -27,8 +29,10 @@ pub fn routes() -> Router<AppState> {
     )
 }
 
+/// Searches what the caller may pull.
 async fn search(
     State(state): State<AppState>,
+    who: Option<Extension<Who>>,
     query: Result<Query<SearchQuery>, QueryRejection>,
 ) -> ApiResult {
     let Query(query) = query.map_err(|e| {
@@ -37,7 +41,9 @@ async fn search(
             format!("bad search parameters: {}", e.body_text()),
         )
     })?;
-    Ok(Json(state.registry.search(&query).await?).into_response())
+    let who = who.map_or_else(Who::anonymous, |Extension(w)| w);
+    let readable = state.access.readable(&who.caller).await;
+    Ok(Json(state.registry.search(&query, readable).await?).into_response())
 }
 
 /// `GET {name}` or `POST {name}/ratings`; names have slashes, so the path is read from the
@@ -45,10 +51,13 @@ async fn search(
 async fn agent(
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    who: Option<Extension<Who>>,
     method: Method,
+    headers: HeaderMap,
     Path(rest): Path<String>,
     body: Bytes,
 ) -> ApiResult {
+    let who = who.map_or_else(Who::anonymous, |Extension(w)| w);
     let name = |s: &str| -> ApiResult<RepoName> {
         s.parse().map_err(|e: agent_registry_oci::NameError| {
             ApiError::new(ErrorCode::NameInvalid, e.to_string())
@@ -56,6 +65,7 @@ async fn agent(
     };
     if method == Method::GET {
         let repo = name(&rest)?;
+        auth::require(&state, &headers, &who, &repo, Action::Pull).await?;
         return Ok(Json(state.registry.agent(&repo).await?).into_response());
     }
     let Some(repo) = rest.strip_suffix("/ratings") else {
@@ -65,6 +75,7 @@ async fn agent(
         ));
     };
     let repo = name(repo)?;
+    auth::require(&state, &headers, &who, &repo, Action::Pull).await?;
     if body.len() > RATING_MAX_BYTES {
         return Err(ApiError::new(
             ErrorCode::ParameterInvalid,
@@ -77,10 +88,13 @@ async fn agent(
             format!("a rating body is {{\"stars\": 1-5}}: {e}"),
         )
     })?;
-    // Until the registry knows who is calling, a rater is the address the rating came from.
-    let rater = peer
-        .map(|Extension(ConnectInfo(addr))| addr.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
+    // A signed-in rater is their name; an anonymous one, the address the rating came from.
+    let rater = match &who.caller.name {
+        Some(name) => format!("user:{name}"),
+        None => peer
+            .map(|Extension(ConnectInfo(addr))| addr.ip().to_string())
+            .unwrap_or_else(|| "unknown".into()),
+    };
     let summary = state.registry.rate(&repo, &rater, rating.stars).await?;
     Ok(Json(summary).into_response())
 }

@@ -4,11 +4,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use agent_registry_access::Action;
 use agent_registry_metadata::Page;
-use agent_registry_oci::ErrorCode;
+use agent_registry_metadata::access::AccessEvent;
+use agent_registry_oci::{ErrorCode, RepoName};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Extension, Json, Router};
@@ -16,6 +18,7 @@ use serde::Serialize;
 
 use super::{blobs, catalog, manifests, referrers, tags, uploads};
 use crate::AppState;
+use crate::auth::{self, Who};
 use crate::endpoint::Endpoint;
 use crate::error::{ApiError, ApiResult};
 
@@ -26,9 +29,20 @@ pub fn routes() -> Router<AppState> {
         .route("/v2/{*rest}", any(dispatch))
 }
 
-/// The API version check: 200 with an empty JSON object.
-async fn base() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], "{}")
+/// The API version check: 200 with an empty JSON object. With access control on, an
+/// anonymous caller gets the challenge instead: that is how `docker login` finds the token
+/// endpoint, and how it learns that the credentials it sent were checked.
+async fn base(
+    State(state): State<AppState>,
+    who: Option<Extension<Who>>,
+    headers: HeaderMap,
+) -> Response {
+    let anonymous = who.is_none_or(|Extension(w)| w.caller.name.is_none());
+    if state.access.enabled() && anonymous {
+        return auth::challenge(&state, &headers, None, "authentication required".into())
+            .into_response();
+    }
+    ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
 }
 
 /// The request as handlers see it; the body travels apart, to the handlers that read one.
@@ -38,6 +52,10 @@ pub struct Request {
     pub query: HashMap<String, String>,
     /// The peer's address (absent when the router runs without a listener, as in unit tests).
     pub client: Option<std::net::IpAddr>,
+    pub who: Who,
+    /// Whether a `mount` may take the blob from where the request asks (the caller may pull
+    /// `from`, or may read everything when there is no `from`).
+    pub may_mount: bool,
 }
 
 impl Request {
@@ -49,9 +67,10 @@ impl Request {
 async fn dispatch(
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    who: Option<Extension<Who>>,
     method: Method,
     uri: Uri,
-    headers: axum::http::HeaderMap,
+    headers: HeaderMap,
     body: Body,
 ) -> Response {
     let path = uri.path().strip_prefix("/v2/").unwrap_or_default();
@@ -62,17 +81,29 @@ async fn dispatch(
     let query = Query::<HashMap<String, String>>::try_from_uri(&uri)
         .map(|q| q.0)
         .unwrap_or_default();
-    let req = Request {
+    let mut req = Request {
         method,
         headers,
         query,
         client: peer.map(|Extension(ConnectInfo(addr))| addr.ip()),
+        who: who.map_or_else(Who::anonymous, |Extension(w)| w),
+        may_mount: true,
     };
+    let checked = authorize(&state, &endpoint, &mut req).await;
+    let audited = audited(&endpoint, &req.method);
+    if let Err(e) = checked {
+        let response = e.into_response();
+        if let Some(what) = audited {
+            record(&state, &req, what, response.status());
+        }
+        return response;
+    }
     // Requests that stream an upload body are bounded by the body's idle timeout instead.
     let streams_body = matches!(
         endpoint,
         Endpoint::UploadStart { .. } | Endpoint::Upload { .. }
     );
+    let audit = audited.map(|what| (what, req.who.clone(), req.client));
     let handled = route(state.clone(), endpoint, req, body);
     let result = if streams_body {
         handled.await
@@ -85,13 +116,115 @@ async fn dispatch(
                     .with_status(StatusCode::SERVICE_UNAVAILABLE))
             })
     };
-    result.unwrap_or_else(IntoResponse::into_response)
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    if let Some((what, who, client)) = audit {
+        state
+            .access
+            .record(event(what, &who, client, response.status()));
+    }
+    response
+}
+
+/// The repository and action an endpoint needs, checked before it runs.
+async fn authorize(state: &AppState, endpoint: &Endpoint, req: &mut Request) -> ApiResult<()> {
+    let Some((repo, action)) = needs(endpoint, &req.method) else {
+        return Ok(());
+    };
+    auth::require(state, &req.headers, &req.who, repo, action).await?;
+    if matches!(endpoint, Endpoint::UploadStart { .. }) && req.query("mount").is_some() {
+        req.may_mount = match req.query("from").map(str::parse::<RepoName>) {
+            Some(Ok(from)) => {
+                state
+                    .access
+                    .allows(&req.who.caller, &from, Action::Pull)
+                    .await
+            }
+            Some(Err(_)) => true, // the handler reports the bad name
+            // A mount from anywhere could copy a blob out of a repository the caller
+            // cannot read: only callers who can read everything get it.
+            None => !state.access.enabled() || req.who.caller.admin,
+        };
+    }
+    Ok(())
+}
+
+fn needs<'a>(endpoint: &'a Endpoint, method: &Method) -> Option<(&'a RepoName, Action)> {
+    let write = |name| {
+        if *method == Method::DELETE {
+            (name, Action::Delete)
+        } else {
+            (name, Action::Push)
+        }
+    };
+    Some(match endpoint {
+        Endpoint::Catalog => return None,
+        Endpoint::TagsList { name } | Endpoint::Referrers { name, .. } => (name, Action::Pull),
+        Endpoint::Manifest { name, .. } | Endpoint::Blob { name, .. }
+            if matches!(*method, Method::GET | Method::HEAD) =>
+        {
+            (name, Action::Pull)
+        }
+        Endpoint::Manifest { name, .. } | Endpoint::Blob { name, .. } => write(name),
+        Endpoint::UploadStart { name } => (name, Action::Push),
+        // Cancelling an upload is part of pushing, not a delete of content.
+        Endpoint::Upload { name, .. } => (name, Action::Push),
+    })
+}
+
+/// What the access log records: manifests pulled, pushed and deleted, and blobs deleted.
+struct Audited {
+    action: Action,
+    repo: String,
+    target: String,
+}
+
+fn audited(endpoint: &Endpoint, method: &Method) -> Option<Audited> {
+    let (name, target, action) = match (endpoint, method) {
+        (Endpoint::Manifest { name, reference }, &Method::GET) => (name, reference, Action::Pull),
+        (Endpoint::Manifest { name, reference }, &Method::PUT) => (name, reference, Action::Push),
+        (Endpoint::Manifest { name, reference }, &Method::DELETE) => {
+            (name, reference, Action::Delete)
+        }
+        (Endpoint::Blob { name, digest }, &Method::DELETE) => (name, digest, Action::Delete),
+        _ => return None,
+    };
+    Some(Audited {
+        action,
+        repo: name.to_string(),
+        target: target.clone(),
+    })
+}
+
+fn event(
+    what: Audited,
+    who: &Who,
+    client: Option<std::net::IpAddr>,
+    status: StatusCode,
+) -> AccessEvent {
+    AccessEvent {
+        at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+        principal: who.caller.name.as_deref().map(str::to_owned),
+        action: what.action.as_str().to_owned(),
+        repo: Some(what.repo),
+        target: Some(what.target),
+        allowed: !matches!(status.as_u16(), 401 | 403 | 429),
+        status: status.as_u16(),
+        client: client.map(|c| c.to_string()),
+    }
+}
+
+fn record(state: &AppState, req: &Request, what: Audited, status: StatusCode) {
+    state
+        .access
+        .record(event(what, &req.who, req.client, status));
 }
 
 async fn route(state: AppState, endpoint: Endpoint, req: Request, body: Body) -> ApiResult {
     let registry = &state.registry;
     match (endpoint, req.method.clone()) {
-        (Endpoint::Catalog, Method::GET) => catalog::list(registry, &req).await,
+        (Endpoint::Catalog, Method::GET) => catalog::list(&state, &req).await,
         (Endpoint::TagsList { name }, Method::GET) => tags::list(registry, &name, &req).await,
         (Endpoint::Manifest { name, reference }, Method::GET | Method::HEAD) => {
             manifests::get(registry, &name, &reference, &req).await

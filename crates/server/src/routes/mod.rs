@@ -6,6 +6,7 @@
 //! Call direction: routes -> `agent_registry_registry::Registry` -> stores. Nothing here
 //! touches storage or SQL.
 
+mod access;
 mod blobs;
 mod catalog;
 mod catalogue;
@@ -13,6 +14,7 @@ mod distribution;
 mod manifests;
 mod referrers;
 mod tags;
+mod token;
 mod uploads;
 
 use axum::Router;
@@ -29,6 +31,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .merge(distribution::routes())
         .merge(catalogue::routes())
+        .merge(token::routes())
+        .merge(access::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authenticate,
+        ))
         .layer(axum::middleware::map_response(api_version_header))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)

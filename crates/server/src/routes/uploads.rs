@@ -75,7 +75,7 @@ fn chunk_info(req: &Request) -> ApiResult<ChunkInfo> {
 }
 
 pub async fn start(registry: &Registry, name: &RepoName, req: &Request, body: Body) -> ApiResult {
-    if let Some(mount) = req.query("mount") {
+    if let Some(mount) = req.query("mount").filter(|_| req.may_mount) {
         let digest = endpoint::digest(mount)?;
         let from = match req.query("from") {
             Some(f) => Some(f.parse::<RepoName>().map_err(Error::NameInvalid)?),

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod access;
 mod base;
 mod blobs;
 mod catalogue;

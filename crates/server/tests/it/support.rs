@@ -47,6 +47,11 @@ impl TestRegistry {
         Self::wrap(self.server.restart().await)
     }
 
+    /// From now on, the helpers send `authorization` with every request.
+    pub fn sign_in(&mut self, authorization: &str) {
+        self.http = client_with(Some(authorization));
+    }
+
     pub fn v2(&self, path: &str) -> String {
         format!("{}/v2/{path}", self.url)
     }
@@ -110,6 +115,30 @@ impl TestRegistry {
         let digest = sha256(&manifest);
         (manifest, digest)
     }
+}
+
+/// An HTTP client that sends `authorization` (if any) with every request.
+pub fn client_with(authorization: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(a) = authorization {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            a.parse().expect("header value"),
+        );
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+/// `Basic base64(user:password)`.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
 }
 
 pub fn sha256(data: &[u8]) -> Digest {
