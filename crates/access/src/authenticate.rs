@@ -102,6 +102,7 @@ impl Access {
             admin: claims.adm,
             groups: claims.grp.into(),
             limit: Some(limit.into()),
+            scoped: claims.lim,
         })
     }
 
@@ -229,6 +230,7 @@ fn caller_of(p: &PrincipalRecord, limit: Option<Arc<[Scope]>>) -> Caller {
         },
         admin: p.admin,
         groups: p.groups.clone().into(),
+        scoped: limit.is_some(),
         limit,
     }
 }

@@ -43,14 +43,7 @@ impl Access {
         let token = self
             .0
             .signer
-            .sign(
-                caller.display_name(),
-                caller.kind.as_str(),
-                caller.admin,
-                caller.groups.to_vec(),
-                entries,
-                ttl,
-            )
+            .sign(caller, entries, ttl)
             .map_err(|e| AccessError::Internal(format!("signing a token: {e}")))?;
         let refresh_token = match (&caller.name, offline) {
             (Some(name), true) => {

@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::Caller;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     pub iss: String,
@@ -27,6 +29,9 @@ pub struct Claims {
     pub adm: bool,
     #[serde(default)]
     pub grp: Vec<String>,
+    /// Issued to a credential narrower than its owner (a scoped API token).
+    #[serde(default)]
+    pub lim: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,29 +85,27 @@ impl Signer {
         &self.audience
     }
 
-    /// Signs a token for `sub` valid for `ttl`; `claims` fills in the rest.
+    /// Signs a token for `caller` holding `access`, valid for `ttl`.
     pub fn sign(
         &self,
-        sub: &str,
-        kind: &str,
-        adm: bool,
-        grp: Vec<String>,
+        caller: &Caller,
         access: Vec<AccessEntry>,
         ttl: Duration,
     ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = now_secs();
         let claims = Claims {
             iss: self.issuer.clone(),
-            sub: sub.to_owned(),
+            sub: caller.display_name().to_owned(),
             aud: self.audience.clone(),
             exp: now + ttl.as_secs(),
             nbf: now,
             iat: now,
             jti: crate::secret::new_token().id,
             access,
-            kind: kind.to_owned(),
-            adm,
-            grp,
+            kind: caller.kind.as_str().to_owned(),
+            adm: caller.admin,
+            grp: caller.groups.to_vec(),
+            lim: caller.scoped,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
@@ -127,18 +130,22 @@ mod tests {
             name: "team/a".into(),
             actions: vec!["pull".into()],
         }];
+        let alice = Caller {
+            name: Some("alice".into()),
+            kind: crate::CallerKind::User,
+            admin: false,
+            groups: vec!["team".to_owned()].into(),
+            limit: None,
+            scoped: true,
+        };
         let token = signer
-            .sign(
-                "alice",
-                "user",
-                false,
-                vec!["team".into()],
-                access.clone(),
-                Duration::from_secs(300),
-            )
+            .sign(&alice, access.clone(), Duration::from_secs(300))
             .expect("signs");
         let claims = signer.verify(&token).expect("valid");
-        assert_eq!((claims.sub.as_str(), claims.access), ("alice", access));
+        assert_eq!(
+            (claims.sub.as_str(), claims.access, claims.lim),
+            ("alice", access, true)
+        );
         let other_key = Signer::new(b"another key, just as long as that", "reg", "svc");
         assert!(other_key.verify(&token).is_none());
         let other_service = Signer::new(b"0123456789abcdef0123456789abcdef", "reg", "other");

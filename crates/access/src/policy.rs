@@ -46,8 +46,12 @@ pub struct Caller {
     pub kind: CallerKind,
     pub admin: bool,
     pub groups: Arc<[String]>,
-    /// What the credential is limited to, when it is narrower than its owner.
+    /// What the credential is limited to: a scoped API token's scopes, or the access a
+    /// registry token holds.
     pub limit: Option<Arc<[Scope]>>,
+    /// The credential is narrower than its owner (a scoped API token, or a registry token
+    /// issued to one), so it may not make credentials of its own.
+    pub scoped: bool,
 }
 
 impl Caller {
@@ -58,6 +62,7 @@ impl Caller {
             admin: false,
             groups: Arc::from([]),
             limit: None,
+            scoped: false,
         }
     }
 
@@ -230,6 +235,7 @@ mod tests {
             admin: false,
             groups: groups.iter().map(|g| g.to_string()).collect(),
             limit: None,
+            scoped: false,
         }
     }
 

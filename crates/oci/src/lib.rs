@@ -7,6 +7,7 @@
 //! Manifests are parsed with the `oci-spec` crate; what this crate adds is the validation a
 //! registry needs and the list of everything a manifest references.
 
+pub mod access;
 pub mod catalogue;
 pub mod digest;
 pub mod error;

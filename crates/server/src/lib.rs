@@ -49,9 +49,7 @@ impl AppState {
             SqliteStore::open(&db, config.storage.fsync)
                 .with_context(|| format!("opening metadata database {}", db.display()))?,
         );
-        let access = Access::open(meta.clone(), config.access_settings()?)
-            .await
-            .context("loading access control")?;
+        let access = open_access(meta.clone(), &config).await?;
         let admin = &config.auth.admin;
         if !admin.password.is_empty()
             && access
@@ -78,6 +76,27 @@ impl AppState {
             config: Arc::new(config),
         })
     }
+}
+
+async fn open_access(meta: Arc<SqliteStore>, config: &Config) -> anyhow::Result<Access> {
+    Access::open(meta, config.access_settings()?)
+        .await
+        .context("loading access control")
+}
+
+/// Opens only access control over the database under `config.root`, for the admin
+/// commands (`agent-registry user ...`); safe while a server runs on the same root.
+pub async fn open_access_only(config: &Config) -> anyhow::Result<Access> {
+    let db = config.root.join("registry.db");
+    if !db.exists() {
+        anyhow::bail!(
+            "no registry database at {}: start the server once, or pass the --root it uses",
+            db.display()
+        );
+    }
+    let meta = SqliteStore::open(&db, config.storage.fsync)
+        .with_context(|| format!("opening metadata database {}", db.display()))?;
+    open_access(Arc::new(meta), config).await
 }
 
 pub fn router(state: AppState) -> axum::Router {

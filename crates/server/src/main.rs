@@ -7,6 +7,8 @@ use agent_registry_server::config::{Config, LogFormat};
 use agent_registry_server::{AppState, run};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+
+mod admin;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -35,10 +37,19 @@ Examples:
     Serve(ConfigArgs),
     /// Print the effective configuration (file + environment + flags) as YAML, then exit.
     Config(ConfigArgs),
+    /// Manage users and robot accounts (works while the server runs).
+    #[command(subcommand)]
+    User(admin::UserCommand),
+    /// Manage API tokens: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Token(admin::TokenCommand),
+    /// Manage permissions: who may pull, push, delete or administer which repositories.
+    #[command(subcommand)]
+    Permission(admin::PermissionCommand),
 }
 
 #[derive(clap::Args)]
-struct ConfigArgs {
+pub(crate) struct ConfigArgs {
     /// YAML configuration file (README.md, Configuration, lists every key).
     #[arg(long, short, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -51,7 +62,7 @@ struct ConfigArgs {
 }
 
 impl ConfigArgs {
-    fn load(&self) -> anyhow::Result<Config> {
+    pub(crate) fn load(&self) -> anyhow::Result<Config> {
         let mut config = match &self.config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
@@ -121,6 +132,9 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             print!("{}", serde_yaml_ng::to_string(&args.load()?)?);
             Ok(())
         }
+        Command::User(c) => admin::user(c).await,
+        Command::Token(c) => admin::token(c).await,
+        Command::Permission(c) => admin::permission(c).await,
         Command::Serve(args) => {
             let config = args.load()?;
             init_logging(&config)?;

@@ -88,7 +88,7 @@ async fn targets() -> Vec<Target> {
 }
 
 /// Runs a command, failing the test with its output if it fails; returns stdout.
-async fn run(program: &str, args: &[&str]) -> String {
+pub async fn run(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
         .output()
@@ -104,7 +104,7 @@ async fn run(program: &str, args: &[&str]) -> String {
     stdout
 }
 
-fn unique(prefix: &str) -> String {
+pub fn unique(prefix: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
@@ -112,7 +112,7 @@ fn unique(prefix: &str) -> String {
 }
 
 /// A root filesystem tarball with a static busybox and a marker file.
-async fn rootfs_tar(dir: &Path, marker: &str) -> PathBuf {
+pub async fn rootfs_tar(dir: &Path, marker: &str) -> PathBuf {
     let root = dir.join("rootfs");
     std::fs::create_dir_all(root.join("bin")).expect("mkdir");
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is installed");

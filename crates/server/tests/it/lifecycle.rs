@@ -9,25 +9,7 @@ use crate::support::{header, sha256};
 
 /// The real binary, with the default (durable) configuration, over `root`.
 async fn spawn_binary(root: &std::path::Path) -> (Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_agent-registry"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--root"])
-        .arg(root)
-        .env("AGENT_REGISTRY_LOG_LEVEL", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start agent-registry");
-    for _ in 0..100 {
-        if reqwest::get(format!("{url}/v2/")).await.is_ok() {
-            return (child, url);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("agent-registry did not start");
+    crate::support::spawn_binary(root, &[], std::process::Stdio::inherit()).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

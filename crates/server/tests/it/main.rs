@@ -10,6 +10,7 @@ mod base;
 mod blobs;
 mod catalogue;
 mod interop;
+mod interop_auth;
 mod lifecycle;
 mod listing;
 mod manifests;

@@ -117,6 +117,36 @@ impl TestRegistry {
     }
 }
 
+/// The real binary serving `root` on a free loopback port, with `envs` set (the log level
+/// is `warn` unless they say otherwise) and its stderr sent to `stderr`.
+pub async fn spawn_binary(
+    root: &std::path::Path,
+    envs: &[(&str, &str)],
+    stderr: std::process::Stdio,
+) -> (tokio::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent-registry"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--root"])
+        .arg(root)
+        .env("AGENT_REGISTRY_LOG_LEVEL", "warn")
+        .envs(envs.iter().copied())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start agent-registry");
+    for _ in 0..100 {
+        if reqwest::get(format!("{url}/v2/")).await.is_ok() {
+            return (child, url);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("agent-registry did not start");
+}
+
 /// An HTTP client that sends `authorization` (if any) with every request.
 pub fn client_with(authorization: Option<&str>) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();

@@ -1,6 +1,9 @@
 //! Who am I, users and robots, passwords and API tokens.
 
 use agent_registry_metadata::access::{PrincipalKind, PrincipalRecord, TokenRecord};
+use agent_registry_oci::access::{
+    NewPassword, NewToken, NewUser, Token, TokenFilter, User, WhoAmI,
+};
 use agent_registry_oci::catalogue::format_rfc3339;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -8,7 +11,6 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 use axum::{Extension, Json, Router};
-use serde::{Deserialize, Serialize};
 
 use super::{
     admin, body, created, denied, invalid, is_self_or_admin, no_content, query, signed_in, who,
@@ -27,49 +29,27 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/tokens/{id}", delete(revoke_token))
 }
 
-#[derive(Serialize)]
-struct WhoAmI<'a> {
-    name: &'a str,
-    kind: &'a str,
-    authenticated: bool,
-    admin: bool,
-    groups: &'a [String],
-    access_control: bool,
-}
-
 async fn whoami(State(state): State<AppState>, w: Option<Extension<Who>>) -> Response {
     let w = who(w);
     Json(WhoAmI {
-        name: w.caller.display_name(),
-        kind: w.caller.kind.as_str(),
+        name: w.caller.display_name().to_owned(),
+        kind: w.caller.kind.as_str().to_owned(),
         authenticated: w.caller.name.is_some(),
         admin: w.caller.admin,
-        groups: &w.caller.groups,
+        groups: w.caller.groups.to_vec(),
         access_control: state.access.enabled(),
     })
     .into_response()
 }
 
-#[derive(Serialize)]
-struct User {
-    name: String,
-    kind: &'static str,
-    admin: bool,
-    groups: Vec<String>,
-    has_password: bool,
-    created: String,
-}
-
-impl From<PrincipalRecord> for User {
-    fn from(p: PrincipalRecord) -> User {
-        User {
-            kind: p.kind.as_str(),
-            has_password: p.password_hash.is_some(),
-            created: format_rfc3339(p.created_at),
-            name: p.name,
-            admin: p.admin,
-            groups: p.groups,
-        }
+fn user(p: PrincipalRecord) -> User {
+    User {
+        kind: p.kind.as_str().to_owned(),
+        has_password: p.password_hash.is_some(),
+        created: format_rfc3339(p.created_at),
+        name: p.name,
+        admin: p.admin,
+        groups: p.groups,
     }
 }
 
@@ -84,22 +64,9 @@ async fn list_users(
         .principals()
         .await?
         .into_iter()
-        .map(User::from)
+        .map(user)
         .collect();
     Ok(Json(users).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewUser {
-    name: String,
-    #[serde(default)]
-    robot: bool,
-    #[serde(default)]
-    admin: bool,
-    #[serde(default)]
-    groups: Vec<String>,
-    password: Option<String>,
 }
 
 async fn add_user(
@@ -130,7 +97,7 @@ async fn add_user(
             new.password.as_deref(),
         )
         .await?;
-    Ok(created(User::from(record)))
+    Ok(created(user(record)))
 }
 
 async fn remove_user(
@@ -150,12 +117,6 @@ async fn remove_user(
     Ok(no_content())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewPassword {
-    password: String,
-}
-
 async fn set_password(
     State(state): State<AppState>,
     w: Option<Extension<Who>>,
@@ -173,41 +134,17 @@ async fn set_password(
     Ok(no_content())
 }
 
-#[derive(Serialize)]
-struct Token {
-    id: String,
-    owner: String,
-    name: String,
-    scopes: Vec<String>,
-    created: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    expires: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    revoked: Option<String>,
-    /// The secret, present only in the answer that created the token.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token: Option<String>,
-}
-
-impl From<TokenRecord> for Token {
-    fn from(t: TokenRecord) -> Token {
-        Token {
-            id: t.id,
-            owner: t.owner,
-            name: t.name,
-            scopes: t.scopes,
-            created: format_rfc3339(t.created_at),
-            expires: t.expires_at.map(format_rfc3339),
-            revoked: t.revoked_at.map(format_rfc3339),
-            token: None,
-        }
+fn token(t: TokenRecord) -> Token {
+    Token {
+        id: t.id,
+        owner: t.owner,
+        name: t.name,
+        scopes: t.scopes,
+        created: format_rfc3339(t.created_at),
+        expires: t.expires_at.map(format_rfc3339),
+        revoked: t.revoked_at.map(format_rfc3339),
+        token: None,
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TokenFilter {
-    owner: Option<String>,
 }
 
 async fn list_tokens(
@@ -236,20 +173,9 @@ async fn list_tokens(
         .tokens(owner.as_deref())
         .await?
         .into_iter()
-        .map(Token::from)
+        .map(token)
         .collect();
     Ok(Json(tokens).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewToken {
-    name: String,
-    /// Whose token; default the caller. Only administrators make tokens for others (robots).
-    owner: Option<String>,
-    #[serde(default)]
-    scopes: Vec<String>,
-    expires_in_days: Option<u64>,
 }
 
 async fn create_token(
@@ -270,7 +196,7 @@ async fn create_token(
         return Err(denied(&w.caller, &format!("create tokens for {owner}")));
     }
     // A token made with a narrowed credential may not reach further than that credential.
-    if w.caller.limit.is_some() {
+    if w.caller.scoped {
         return Err(denied(
             &w.caller,
             "create tokens with a scoped credential; sign in with a password",
@@ -285,7 +211,7 @@ async fn create_token(
         .await?;
     Ok(created(Token {
         token: Some(made.secret),
-        ..Token::from(made.record)
+        ..token(made.record)
     }))
 }
 

@@ -1,6 +1,7 @@
 //! Permissions (grants) and repository visibility.
 
 use agent_registry_access::{Action, Permission};
+use agent_registry_oci::access::{Grant, GrantFilter, Repository, SetVisibility};
 use agent_registry_oci::{ErrorCode, RepoName, RepoPattern};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -8,7 +9,6 @@ use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use serde::{Deserialize, Serialize};
 
 use super::{body, created, denied, invalid, no_content, query, signed_in, who};
 use crate::AppState;
@@ -27,20 +27,6 @@ pub(super) fn routes() -> Router<AppState> {
             "/api/v1/repositories/{*name}",
             get(repository).put(set_repository),
         )
-}
-
-#[derive(Serialize)]
-struct Grant {
-    subject: String,
-    repository: String,
-    permission: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GrantFilter {
-    subject: Option<String>,
-    repository: Option<String>,
 }
 
 fn pattern(s: &str) -> ApiResult<RepoPattern> {
@@ -118,19 +104,11 @@ async fn list_permissions(
     Ok(Json(grants).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewGrant {
-    subject: String,
-    repository: String,
-    permission: String,
-}
-
 async fn add_permission(
     State(state): State<AppState>,
     w: Option<Extension<Who>>,
     headers: HeaderMap,
-    json: Result<Json<NewGrant>, JsonRejection>,
+    json: Result<Json<Grant>, JsonRejection>,
 ) -> ApiResult {
     let w = who(w);
     let new = body(json)?;
@@ -165,18 +143,6 @@ async fn remove_permission(
     Ok(no_content())
 }
 
-#[derive(Serialize)]
-struct Repository {
-    name: String,
-    visibility: &'static str,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetRepository {
-    visibility: String,
-}
-
 fn repo_name(s: &str) -> ApiResult<RepoName> {
     s.parse().map_err(|e: agent_registry_oci::NameError| {
         ApiError::new(ErrorCode::NameInvalid, e.to_string())
@@ -198,7 +164,7 @@ async fn repository(
     let public = state.access.is_public(&repo).await;
     Ok(Json(Repository {
         name: repo.to_string(),
-        visibility: visibility(public),
+        visibility: visibility(public).to_owned(),
     })
     .into_response())
 }
@@ -208,7 +174,7 @@ async fn set_repository(
     w: Option<Extension<Who>>,
     headers: HeaderMap,
     Path(name): Path<String>,
-    json: Result<Json<SetRepository>, JsonRejection>,
+    json: Result<Json<SetVisibility>, JsonRejection>,
 ) -> ApiResult {
     let repo = repo_name(&name)?;
     auth::require(&state, &headers, &who(w), &repo, Action::Admin).await?;
@@ -224,7 +190,7 @@ async fn set_repository(
     state.access.set_visibility(&repo, public).await?;
     Ok(Json(Repository {
         name: repo.to_string(),
-        visibility: visibility(public),
+        visibility: visibility(public).to_owned(),
     })
     .into_response())
 }

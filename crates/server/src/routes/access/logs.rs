@@ -1,6 +1,7 @@
 //! The access log: `GET /api/v1/access-logs?user=&action=&repository=&since=&denied=&limit=`.
 
 use agent_registry_metadata::access::{AccessEvent, AccessLogQuery};
+use agent_registry_oci::access::{LogFilter, LogLine};
 use agent_registry_oci::catalogue::{format_rfc3339, parse_rfc3339};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -8,7 +9,6 @@ use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use serde::{Deserialize, Serialize};
 
 use super::{admin, invalid, query, who};
 use crate::AppState;
@@ -22,43 +22,16 @@ pub(super) fn routes() -> Router<AppState> {
 const DEFAULT_LOG_LINES: u32 = 100;
 const MAX_LOG_LINES: u32 = 10_000;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LogFilter {
-    user: Option<String>,
-    action: Option<String>,
-    repository: Option<String>,
-    /// RFC 3339 time, or a duration back from now (`30m`, `24h`, `7d`).
-    since: Option<String>,
-    #[serde(default)]
-    denied: bool,
-    limit: Option<u32>,
-}
-
-#[derive(Serialize)]
-struct LogLine {
-    time: String,
-    user: Option<String>,
-    action: String,
-    repository: Option<String>,
-    target: Option<String>,
-    allowed: bool,
-    status: u16,
-    client: Option<String>,
-}
-
-impl From<AccessEvent> for LogLine {
-    fn from(e: AccessEvent) -> LogLine {
-        LogLine {
-            time: format_rfc3339(e.at),
-            user: e.principal,
-            action: e.action,
-            repository: e.repo,
-            target: e.target,
-            allowed: e.allowed,
-            status: e.status,
-            client: e.client,
-        }
+fn line(e: AccessEvent) -> LogLine {
+    LogLine {
+        time: format_rfc3339(e.at),
+        user: e.principal,
+        action: e.action,
+        repository: e.repo,
+        target: e.target,
+        allowed: e.allowed,
+        status: e.status,
+        client: e.client,
     }
 }
 
@@ -118,7 +91,7 @@ async fn access_logs(
         .await
         .map_err(ApiError::internal)?
         .into_iter()
-        .map(LogLine::from)
+        .map(line)
         .collect();
     Ok(Json(lines).into_response())
 }
