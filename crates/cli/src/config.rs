@@ -9,6 +9,12 @@
 //!       type: username             # token | oauth2 | username
 //!       username: ci
 //!       password: ${REGISTRY_PASSWORD}
+//!   ci:
+//!     url: https://registry.example.com
+//!     auth: { type: token, token: ${AGENT_REGISTRY_TOKEN} }
+//!   robot:
+//!     url: https://registry.example.com
+//!     auth: { type: oauth2, client_id: ci-bot, client_secret: ${ROBOT_TOKEN} }
 //! ```
 //!
 //! `${VAR}` anywhere in a value is replaced by the environment variable; an unset variable
@@ -59,6 +65,9 @@ pub enum Auth {
         password: Option<String>,
         #[serde(default)]
         client_id: Option<String>,
+        /// With client_id, a client credentials grant (a robot and one of its API tokens).
+        #[serde(default)]
+        client_secret: Option<String>,
     },
 }
 
@@ -72,11 +81,13 @@ impl Auth {
                 username,
                 password,
                 client_id,
+                client_secret,
             } => Credential::OAuth2 {
                 username,
                 password,
                 refresh_token,
                 client_id: client_id.unwrap_or_else(|| "agent".into()),
+                client_secret,
             },
         }
     }

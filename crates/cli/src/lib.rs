@@ -119,6 +119,9 @@ Examples:
         /// No progress; print only the digest.
         #[arg(long, short)]
         quiet: bool,
+        /// Then make the repository public or private (Agent Registry; needs admin on it).
+        #[arg(long, value_parser = ["public", "private"])]
+        visibility: Option<String>,
     },
     /// Download an image from a registry into the local store.
     #[command(after_help = "Examples:
@@ -204,23 +207,19 @@ Examples:
         #[arg(required = true)]
         images: Vec<String>,
     },
-    /// Save credentials for a registry (where `docker login` keeps them).
+    /// Save credentials for a registry (where `docker login` keeps them), or check a
+    /// profile's.
     #[command(after_help = "Examples:
-  echo \"$TOKEN\" | agent login localhost:5000 -u ci --password-stdin
-  agent login registry.example.com -u me -p secret")]
-    Login {
-        registry: String,
-        #[arg(long, short)]
-        username: Option<String>,
-        /// Password (prefer --password-stdin: this one shows in process lists).
-        #[arg(long, short)]
-        password: Option<String>,
-        /// Read the password from standard input.
-        #[arg(long, conflicts_with = "password")]
-        password_stdin: bool,
-    },
+  echo \"$PASSWORD\" | agent login localhost:5000 -u ci --password-stdin
+  echo \"$AGENT_TOKEN\" | agent login registry.example.com --token-stdin
+  agent login --profile prod          # token, username or oauth2 from ~/.aac/config.yaml")]
+    Login(commands::login::LoginArgs),
     /// Remove saved credentials for a registry.
     Logout { registry: String },
+    /// Operate an Agent Registry: credentials, permissions, visibility, users, tokens,
+    /// access logs.
+    #[command(subcommand)]
+    Registry(commands::registry::RegistryCommand),
     /// Run an image in Docker or Podman, pulling it as the policy says.
     #[command(
         after_help = "The image is ensured in the engine (--pull, credentials and events as for
@@ -478,7 +477,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             registry,
             all_tags,
             quiet,
-        } => commands::transfer::push(&ctx, &image, &registry, all_tags, quiet).await,
+            visibility,
+        } => {
+            commands::transfer::push(
+                &ctx,
+                &image,
+                &registry,
+                all_tags,
+                quiet,
+                visibility.as_deref(),
+            )
+            .await
+        }
         Command::Pull {
             image,
             registry,
@@ -569,12 +579,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::node::runtimes(&ctx, runtime_registry.as_deref())
         }
         Command::Inspect { images } => commands::local::inspect(&ctx, &images),
-        Command::Login {
-            registry,
-            username,
-            password,
-            password_stdin,
-        } => commands::login::login(&ctx, &registry, username, password, password_stdin).await,
+        Command::Login(args) => commands::login::login(&ctx, args).await,
         Command::Logout { registry } => commands::login::logout(&ctx, &registry),
+        Command::Registry(c) => commands::registry::run(&ctx, c).await,
     }
 }

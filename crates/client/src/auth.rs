@@ -29,13 +29,14 @@ pub enum Credential {
     Basic { username: String, password: String },
     /// A bearer token issued out of band, sent as is.
     Token(String),
-    /// OAuth2 at the token realm: a refresh token (docker's identity token), or a password
-    /// grant when there is none.
+    /// OAuth2 at the token realm: a refresh token (docker's identity token), a password
+    /// grant when there is none, or a client credentials grant (a robot's id and secret).
     OAuth2 {
         username: Option<String>,
         password: Option<String>,
         refresh_token: Option<String>,
         client_id: String,
+        client_secret: Option<String>,
     },
 }
 
@@ -236,6 +237,11 @@ impl Authenticator {
             return Ok(Some(fresh));
         }
         let credential = self.credential();
+        if let Credential::Token(_) = credential {
+            // A pre-issued token is the whole credential: when it is refused, trading it
+            // for an anonymous token would only hide that.
+            return Ok(None);
+        }
         let (value, lifetime) = match challenge {
             Challenge::Basic => match credential.basic_header() {
                 Some(h) => (h, Duration::from_secs(3600 * 24)),
@@ -295,7 +301,8 @@ impl Authenticator {
                 username,
                 password,
                 client_id,
-            } if refresh_token.is_some() || password.is_some() => {
+                client_secret,
+            } if refresh_token.is_some() || password.is_some() || client_secret.is_some() => {
                 let mut form: Vec<(&str, &str)> = vec![("client_id", client_id)];
                 if let Some(service) = service {
                     form.push(("service", service));
@@ -307,6 +314,9 @@ impl Authenticator {
                 if let Some(rt) = refresh_token {
                     form.push(("grant_type", "refresh_token"));
                     form.push(("refresh_token", rt));
+                } else if let Some(secret) = client_secret {
+                    form.push(("grant_type", "client_credentials"));
+                    form.push(("client_secret", secret));
                 } else if let Some(p) = password {
                     form.push(("grant_type", "password"));
                     form.push(("username", username.as_deref().unwrap_or_default()));

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 impl Client {
     /// Searches the registry's catalogue.
     pub async fn search(&self, query: &SearchQuery) -> Result<SearchResponse> {
+        self.sign_in().await?;
         let url = self.url("/api/v1/search")?;
         let response = self
             .send(&[], |http| http.get(url.clone()).query(query))
@@ -41,7 +42,11 @@ impl Client {
         self.json(&format!("rating {name}"), response).await
     }
 
-    async fn json<T: DeserializeOwned>(&self, what: &str, response: Response) -> Result<T> {
+    pub(crate) async fn json<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        response: Response,
+    ) -> Result<T> {
         let response = self.check(what, response).await?;
         response.json().await.map_err(|e| Error::Protocol {
             registry: self.host().to_owned(),

@@ -318,6 +318,16 @@ impl Client {
         self.check("/v2/", response).await.map(drop)
     }
 
+    /// Makes sure later requests that name no repository carry our credential. A registry
+    /// answers those (search, who am I) anonymously instead of challenging, so without this
+    /// a signed-in user would be served as anonymous. Pinging earns the header once.
+    pub(crate) async fn sign_in(&self) -> Result<()> {
+        if self.inner.auth.has_credential() && self.inner.auth.header("").is_none() {
+            self.ping().await?;
+        }
+        Ok(())
+    }
+
     /// Fetches a manifest by tag or digest and checks it against its digest.
     pub async fn manifest(&self, repo: &str, reference: &str) -> Result<FetchedManifest> {
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"))?;
@@ -508,7 +518,7 @@ async fn read_limited(mut response: Response, max: usize) -> Result<Bytes, Strin
 }
 
 /// The message of the first error in an OCI error body.
-fn server_message(body: &str) -> Option<String> {
+pub(crate) fn server_message(body: &str) -> Option<String> {
     #[derive(Deserialize)]
     struct Body {
         errors: Vec<Entry>,

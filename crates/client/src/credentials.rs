@@ -62,6 +62,7 @@ impl AuthEntry {
                 password: None,
                 refresh_token: Some(token.clone()),
                 client_id: "agent".into(),
+                client_secret: None,
             });
         }
         if let (Some(u), Some(p)) = (&self.username, &self.password) {
@@ -324,6 +325,7 @@ fn helper_get(helper: &str, server: &str) -> Result<Option<Credential>> {
             password: None,
             refresh_token: Some(answer.secret),
             client_id: "agent".into(),
+            client_secret: None,
         }
     } else {
         Credential::Basic {

@@ -6,6 +6,7 @@
 //! owns authentication and retries; `push` and `pull` build blob transfer on it. This crate
 //! depends on `oci` only; it knows nothing of local image stores or of the server.
 
+mod access;
 pub mod auth;
 mod catalogue;
 mod client;

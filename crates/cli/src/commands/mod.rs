@@ -1,10 +1,12 @@
 //! One module per group of subcommands: `transfer` (push, pull) talks to registries,
 //! `local` (images, tag, rmi, prune, inspect) to the local store only, `login` to both
 //! registries and saved credentials, `node` ensures images under a pull policy, `agent`
-//! makes agents (init, build) and finds them (search, versions, rate).
+//! makes agents (init, build) and finds them (search, versions, rate), `registry` operates
+//! an Agent Registry (auth test, permissions, visibility, users, tokens, access logs).
 
 pub mod agent;
 pub mod local;
 pub mod login;
 pub mod node;
+pub mod registry;
 pub mod transfer;

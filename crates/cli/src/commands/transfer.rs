@@ -25,6 +25,9 @@ struct PushReport {
     /// The agent.yaml artifact pushed with the image (images `agent build` made).
     #[serde(skip_serializing_if = "Option::is_none")]
     agent_yaml: Option<String>,
+    /// Set after the push when `--visibility` asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    visibility: Option<String>,
 }
 
 pub async fn push(
@@ -33,6 +36,7 @@ pub async fn push(
     args: &RegistryArgs,
     all_tags: bool,
     quiet: bool,
+    visibility: Option<&str>,
 ) -> anyhow::Result<()> {
     let store = ctx.store()?;
     let entries = if all_tags {
@@ -71,6 +75,16 @@ pub async fn push(
         )
         .await?;
         let agent_yaml = attach_agent_yaml(&target.client, &store, &target.image, &entry).await?;
+        let visibility = match visibility {
+            Some(v) => Some(
+                target
+                    .client
+                    .set_visibility(&target.image.api_repository(), v)
+                    .await?
+                    .visibility,
+            ),
+            None => None,
+        };
         reports.push(PushReport {
             repository: target.image.familiar_repository(),
             tag: target.image.tag_or_latest().map(|t| t.to_string()),
@@ -81,6 +95,7 @@ pub async fn push(
             existed: pushed.existed,
             mounted: pushed.mounted,
             agent_yaml: agent_yaml.map(|d| d.to_string()),
+            visibility,
         });
     }
     if quiet {
@@ -106,6 +121,9 @@ pub async fn push(
                 ];
                 if let Some(d) = &r.agent_yaml {
                     fields.push(("Agent file", d.clone()));
+                }
+                if let Some(v) = &r.visibility {
+                    fields.push(("Visibility", v.clone()));
                 }
                 output::fields(&fields)?;
             }

@@ -139,7 +139,25 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
 /// Pushes an OCI image with `layers` to `base_url` as `repo:tag` over plain HTTP; returns
 /// the manifest digest.
 pub async fn push_image(base_url: &str, repo: &str, tag: &str, layers: &[Vec<u8>]) -> Digest {
-    let http = reqwest::Client::new();
+    push_image_as(base_url, None, repo, tag, layers).await
+}
+
+/// [`push_image`] with an `Authorization` header on every request.
+pub async fn push_image_as(
+    base_url: &str,
+    authorization: Option<&str>,
+    repo: &str,
+    tag: &str,
+    layers: &[Vec<u8>],
+) -> Digest {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(a) = authorization {
+        headers.insert(reqwest::header::AUTHORIZATION, a.parse().expect("header"));
+    }
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client");
     // The layers go up uncompressed, so each one's digest is its diff_id.
     let diff_ids: Vec<String> = layers.iter().map(|l| sha256(l).to_string()).collect();
     let config = serde_json::to_vec(&json!({

@@ -328,7 +328,7 @@ async fn immutable_release_tags_refuse_to_move() {
 }
 
 #[test]
-fn the_openapi_file_documents_every_catalogue_route_and_search_parameter() {
+fn the_openapi_file_documents_every_route_and_query_parameter() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml"))
         .expect("openapi.yaml");
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("openapi.yaml is YAML");
@@ -337,8 +337,39 @@ fn the_openapi_file_documents_every_catalogue_route_and_search_parameter() {
         "/api/v1/search",
         "/api/v1/agents/{name}",
         "/api/v1/agents/{name}/ratings",
+        "/token",
+        "/api/v1/auth/whoami",
+        "/api/v1/users",
+        "/api/v1/users/{name}",
+        "/api/v1/users/{name}/password",
+        "/api/v1/tokens",
+        "/api/v1/tokens/{id}",
+        "/api/v1/permissions",
+        "/api/v1/repositories/{name}",
+        "/api/v1/access-logs",
     ] {
         assert!(paths.get(path).is_some(), "{path} is not documented");
+    }
+    let log_params: Vec<&str> = paths["/api/v1/access-logs"]["get"]["parameters"]
+        .as_sequence()
+        .expect("parameters")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    let filter = serde_json::to_value(agent_registry_oci::access::LogFilter {
+        user: Some(String::new()),
+        action: Some(String::new()),
+        repository: Some(String::new()),
+        since: Some(String::new()),
+        denied: true,
+        limit: Some(1),
+    })
+    .expect("json");
+    for key in filter.as_object().expect("object").keys() {
+        assert!(
+            log_params.contains(&key.as_str()),
+            "access-logs {key} is not documented"
+        );
     }
     let documented: Vec<&str> = paths["/api/v1/search"]["get"]["parameters"]
         .as_sequence()

@@ -1,0 +1,564 @@
+//! `agent registry ...`: operating an Agent Registry over its `/api/v1`: checking
+//! credentials, permissions, repository visibility, users and robots, API tokens and the
+//! access log. The registry comes from `--registry`, `--profile`, a host in the repository
+//! argument (`localhost:5000/team/agent`) or `AGENT_REGISTRY_URL`.
+
+use std::io::Read as _;
+
+use agent_registry_client::Client;
+use agent_registry_oci::access::{Grant, GrantFilter, LogFilter, NewToken, NewUser, TokenFilter};
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+
+use crate::Context;
+use crate::output::{self, Format};
+use crate::target::RegistryArgs;
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Check the credentials for a registry: who it takes you to be.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+    /// Who may pull, push, delete or administer repositories.
+    #[command(subcommand)]
+    Permission(PermissionCommand),
+    /// Show a repository's visibility, or make it public or private.
+    #[command(after_help = "Examples:
+  agent registry visibility team/summarizer
+  agent registry visibility localhost:5000/team/summarizer public")]
+    Visibility {
+        /// Repository, optionally with its registry (host:port/name).
+        repository: String,
+        /// public or private; absent: show the current one.
+        #[arg(value_parser = ["public", "private"])]
+        visibility: Option<String>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Users and robot accounts (administrators).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// API tokens: yours, or (administrators) a robot's.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Who did what: logins, pulls, pushes and deletes (administrators).
+    #[command(after_help = "Examples:
+  agent registry access-logs --since 24h
+  agent registry access-logs --user alice --action push --denied
+  agent registry access-logs --repository team/summarizer --limit 20 -o json")]
+    AccessLogs {
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        /// pull, push, delete or login.
+        #[arg(long, value_name = "ACTION")]
+        action: Option<String>,
+        #[arg(long, value_name = "NAME")]
+        repository: Option<String>,
+        /// A duration back from now (30m, 24h, 7d) or an RFC 3339 time.
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Only refused attempts.
+        #[arg(long)]
+        denied: bool,
+        /// Most lines to show (newest first).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Sign in with the credentials the other commands would use and say who you are.
+    #[command(
+        after_help = "Exits 3 (authentication failed) when the registry refuses them.
+
+Examples:
+  agent registry auth test --registry localhost:5000
+  AGENT_REGISTRY_TOKEN=art_... agent registry auth test --registry registry.example.com
+  agent registry auth test --profile prod"
+    )]
+    Test {
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+}
+
+/// Who a grant is for: exactly one of these.
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct Subject {
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
+    /// Any subject, e.g. system:serviceaccount:NAMESPACE:NAME.
+    #[arg(long, value_name = "SUBJECT")]
+    subject: Option<String>,
+}
+
+impl Subject {
+    fn name(&self) -> String {
+        match (&self.user, &self.group, &self.subject) {
+            (Some(u), _, _) => u.clone(),
+            (_, Some(g), _) => format!("group:{g}"),
+            (_, _, Some(s)) => s.clone(),
+            _ => String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PermissionCommand {
+    /// Grant a permission on a repository or pattern (team/*).
+    #[command(
+        after_help = "Permissions: read (pull), write (pull, push), delete (and delete), admin
+(everything, including visibility and the repository's permissions).
+
+Examples:
+  agent registry permission add team/summarizer --user alice --permission write
+  agent registry permission add 'team/*' --group readers --permission read
+  agent registry permission add 'prod/*' --subject system:serviceaccount:agents:runner --permission read"
+    )]
+    Add {
+        repository: String,
+        #[command(flatten)]
+        subject: Subject,
+        #[arg(long, value_parser = ["read", "write", "delete", "admin"])]
+        permission: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// List grants (on one repository, or yours, or all for administrators).
+    #[command(after_help = "Examples:
+  agent registry permission list team/summarizer
+  agent registry permission list --user alice -o json")]
+    List {
+        repository: Option<String>,
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Remove a grant.
+    #[command(
+        after_help = "Example:\n  agent registry permission remove team/summarizer --user alice"
+    )]
+    Remove {
+        repository: String,
+        #[command(flatten)]
+        subject: Subject,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user (password from stdin) or a robot.
+    #[command(after_help = "Examples:
+  echo \"$PASSWORD\" | agent registry user add alice --password-stdin --group team-a
+  agent registry user add ci-bot --robot")]
+    Add {
+        name: String,
+        #[arg(long)]
+        admin: bool,
+        #[arg(long, conflicts_with = "password_stdin")]
+        robot: bool,
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// List users and robots.
+    List {
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Remove an account with its tokens and grants.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token and print it (it is not shown again).
+    #[command(
+        after_help = "Scopes narrow a token: PATTERN:PERMISSION, such as team/*:read.
+
+Examples:
+  agent registry token create laptop
+  agent registry token create deploy --owner ci-bot --scope 'team/*:write' --expires-in-days 90"
+    )]
+    Create {
+        name: String,
+        /// Whose token (administrators only, for robots and others); default yours.
+        #[arg(long, value_name = "USER")]
+        owner: Option<String>,
+        #[arg(long = "scope", value_name = "PATTERN:PERMISSION")]
+        scopes: Vec<String>,
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<u64>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[arg(long, value_name = "USER")]
+        owner: Option<String>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Revoke a token by its id.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+}
+
+/// Splits `host:port/team/agent` into the registry and the repository (or pattern); a first
+/// component is a registry when it has a `.` or `:` or is `localhost`, as docker decides.
+fn split_registry(image: &str) -> (Option<&str>, &str) {
+    match image.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+            (Some(first), rest)
+        }
+        _ => (None, image),
+    }
+}
+
+/// The client for `repository`'s registry, and the repository without its host.
+fn client_for<'a>(
+    ctx: &Context,
+    repository: Option<&'a str>,
+    args: &RegistryArgs,
+) -> anyhow::Result<(Client, Option<&'a str>)> {
+    let (host, repo) = match repository.map(split_registry) {
+        Some((host, repo)) => (host, Some(repo)),
+        None => (None, None),
+    };
+    let mut args = args.clone();
+    if args.registry.is_none() && args.profile.is_none() {
+        args.registry = host.map(str::to_owned);
+    }
+    Ok((ctx.env().catalogue(&args)?, repo))
+}
+
+pub async fn run(ctx: &Context, command: RegistryCommand) -> anyhow::Result<()> {
+    match command {
+        RegistryCommand::Auth(AuthCommand::Test { registry }) => auth_test(ctx, &registry).await,
+        RegistryCommand::Permission(c) => permission(ctx, c).await,
+        RegistryCommand::Visibility {
+            repository,
+            visibility,
+            registry,
+        } => {
+            let (client, repo) = client_for(ctx, Some(&repository), &registry)?;
+            let repo = repo.unwrap_or_default();
+            let shown = match visibility {
+                Some(v) => client.set_visibility(repo, &v).await?,
+                None => client.repository(repo).await?,
+            };
+            if ctx.output == Format::Json {
+                return output::json(&shown);
+            }
+            println!("{} is {}", shown.name, shown.visibility);
+            Ok(())
+        }
+        RegistryCommand::User(c) => user(ctx, c).await,
+        RegistryCommand::Token(c) => token(ctx, c).await,
+        RegistryCommand::AccessLogs {
+            user,
+            action,
+            repository,
+            since,
+            denied,
+            limit,
+            registry,
+        } => {
+            let (client, _) = client_for(ctx, None, &registry)?;
+            let lines = client
+                .access_logs(&LogFilter {
+                    user,
+                    action,
+                    repository,
+                    since,
+                    denied,
+                    limit: Some(limit),
+                })
+                .await?;
+            if ctx.output == Format::Json {
+                return output::json(&lines);
+            }
+            let rows: Vec<Vec<String>> = lines
+                .into_iter()
+                .map(|l| {
+                    vec![
+                        l.time,
+                        l.user.unwrap_or_else(|| "-".into()),
+                        l.action,
+                        match (l.repository, l.target) {
+                            (Some(r), Some(t)) => format!("{r}:{t}"),
+                            (Some(r), None) => r,
+                            _ => "-".into(),
+                        },
+                        if l.allowed { "allowed" } else { "denied" }.to_owned(),
+                        l.status.to_string(),
+                        l.client.unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            output::table(
+                &[
+                    "TIME", "USER", "ACTION", "WHAT", "RESULT", "STATUS", "CLIENT",
+                ],
+                &rows,
+            )
+        }
+    }
+}
+
+async fn auth_test(ctx: &Context, registry: &RegistryArgs) -> anyhow::Result<()> {
+    let (client, _) = client_for(ctx, None, registry)?;
+    let me = client.whoami().await?;
+    if ctx.output == Format::Json {
+        return output::json(&me);
+    }
+    if !me.access_control {
+        println!(
+            "{} does not check access: anyone may push and pull",
+            client.host()
+        );
+    } else if me.authenticated {
+        let mut what = me.kind.clone();
+        if me.admin {
+            what.push_str(", administrator");
+        }
+        if !me.groups.is_empty() {
+            what.push_str(&format!(", groups {}", me.groups.join(",")));
+        }
+        println!("authenticated to {} as {} ({what})", client.host(), me.name);
+    } else {
+        println!(
+            "no credentials for {}: anonymous (public repositories only); run `agent login {}`",
+            client.host(),
+            client.host()
+        );
+    }
+    Ok(())
+}
+
+async fn permission(ctx: &Context, command: PermissionCommand) -> anyhow::Result<()> {
+    match command {
+        PermissionCommand::Add {
+            repository,
+            subject,
+            permission,
+            registry,
+        } => {
+            let (client, repo) = client_for(ctx, Some(&repository), &registry)?;
+            let grant = client
+                .add_permission(&Grant {
+                    subject: subject.name(),
+                    repository: repo.unwrap_or_default().to_owned(),
+                    permission,
+                })
+                .await?;
+            println!(
+                "granted {} on {} to {}",
+                grant.permission, grant.repository, grant.subject
+            );
+            Ok(())
+        }
+        PermissionCommand::List {
+            repository,
+            user,
+            registry,
+        } => {
+            let (client, repo) = client_for(ctx, repository.as_deref(), &registry)?;
+            let grants = client
+                .permissions(&GrantFilter {
+                    subject: user,
+                    repository: repo.map(str::to_owned),
+                })
+                .await?;
+            if ctx.output == Format::Json {
+                return output::json(&grants);
+            }
+            let rows: Vec<Vec<String>> = grants
+                .into_iter()
+                .map(|g| vec![g.subject, g.repository, g.permission])
+                .collect();
+            output::table(&["SUBJECT", "REPOSITORIES", "PERMISSION"], &rows)
+        }
+        PermissionCommand::Remove {
+            repository,
+            subject,
+            registry,
+        } => {
+            let (client, repo) = client_for(ctx, Some(&repository), &registry)?;
+            let repo = repo.unwrap_or_default();
+            client.remove_permission(&subject.name(), repo).await?;
+            println!("removed the grant on {repo} from {}", subject.name());
+            Ok(())
+        }
+    }
+}
+
+async fn user(ctx: &Context, command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Add {
+            name,
+            admin,
+            robot,
+            groups,
+            password_stdin,
+            registry,
+        } => {
+            if !robot && !password_stdin {
+                bail!(
+                    "a user needs a password: pass --password-stdin (or --robot for a token-only account)"
+                );
+            }
+            let password = if password_stdin {
+                let mut s = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .context("reading the password from standard input")?;
+                Some(s.trim_end_matches(['\n', '\r']).to_owned())
+            } else {
+                None
+            };
+            let (client, _) = client_for(ctx, None, &registry)?;
+            let added = client
+                .add_user(&NewUser {
+                    name,
+                    robot,
+                    admin,
+                    groups,
+                    password,
+                })
+                .await?;
+            println!("added {} {}", added.kind, added.name);
+            Ok(())
+        }
+        UserCommand::List { registry } => {
+            let (client, _) = client_for(ctx, None, &registry)?;
+            let users = client.users().await?;
+            if ctx.output == Format::Json {
+                return output::json(&users);
+            }
+            let rows: Vec<Vec<String>> = users
+                .into_iter()
+                .map(|u| {
+                    vec![
+                        u.name,
+                        u.kind,
+                        if u.admin { "yes" } else { "no" }.to_owned(),
+                        u.groups.join(","),
+                        u.created,
+                    ]
+                })
+                .collect();
+            output::table(&["NAME", "KIND", "ADMIN", "GROUPS", "CREATED"], &rows)
+        }
+        UserCommand::Remove { name, registry } => {
+            let (client, _) = client_for(ctx, None, &registry)?;
+            client.remove_user(&name).await?;
+            println!("removed {name}");
+            Ok(())
+        }
+    }
+}
+
+async fn token(ctx: &Context, command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create {
+            name,
+            owner,
+            scopes,
+            expires_in_days,
+            registry,
+        } => {
+            let (client, _) = client_for(ctx, None, &registry)?;
+            let made = client
+                .create_token(&NewToken {
+                    name,
+                    owner,
+                    scopes,
+                    expires_in_days,
+                })
+                .await?;
+            if ctx.output == Format::Json {
+                return output::json(&made);
+            }
+            eprintln!(
+                "created token {} for {}; store it now, it is not shown again",
+                made.id, made.owner
+            );
+            println!("{}", made.token.unwrap_or_default());
+            Ok(())
+        }
+        TokenCommand::List { owner, registry } => {
+            let (client, _) = client_for(ctx, None, &registry)?;
+            let tokens = client.tokens(&TokenFilter { owner }).await?;
+            if ctx.output == Format::Json {
+                return output::json(&tokens);
+            }
+            let rows: Vec<Vec<String>> = tokens
+                .into_iter()
+                .map(|t| {
+                    vec![
+                        t.id,
+                        t.owner,
+                        t.name,
+                        t.expires.unwrap_or_else(|| "never".into()),
+                        t.revoked.unwrap_or_else(|| "-".into()),
+                        if t.scopes.is_empty() {
+                            "(owner's)".into()
+                        } else {
+                            t.scopes.join(" ")
+                        },
+                    ]
+                })
+                .collect();
+            output::table(
+                &["ID", "OWNER", "NAME", "EXPIRES", "REVOKED", "SCOPES"],
+                &rows,
+            )
+        }
+        TokenCommand::Revoke { id, registry } => {
+            let (client, _) = client_for(ctx, None, &registry)?;
+            client.revoke_token(&id).await?;
+            println!("revoked {id}");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_registry;
+
+    #[test]
+    fn a_leading_host_is_the_registry() {
+        assert_eq!(
+            split_registry("localhost:5000/team/a"),
+            (Some("localhost:5000"), "team/a")
+        );
+        assert_eq!(
+            split_registry("registry.example.com/a"),
+            (Some("registry.example.com"), "a")
+        );
+        assert_eq!(split_registry("localhost/a"), (Some("localhost"), "a"));
+        assert_eq!(split_registry("team/*"), (None, "team/*"));
+        assert_eq!(split_registry("agent"), (None, "agent"));
+    }
+}
