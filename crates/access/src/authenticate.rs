@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use agent_registry_metadata::access::{AccessEvent, PrincipalKind, PrincipalRecord, TokenKind};
 use base64::Engine as _;
@@ -25,28 +25,39 @@ impl Access {
         };
         let (scheme, value) = header.split_once(' ').unwrap_or((header, ""));
         let value = value.trim();
-        if scheme.eq_ignore_ascii_case("bearer") && secret::parse_token(value).is_none() {
-            // A registry JWT: no store, no cache.
-            return self.jwt_caller(value);
-        }
         let key = secret::sha256(header.as_bytes());
         if let Some(known) = self.cached(&key).await {
             return known;
         }
-        let result = if scheme.eq_ignore_ascii_case("basic") {
-            match decode_basic(value) {
-                Ok((user, password)) => self.login(&user, &password, client).await,
-                Err(e) => Err(e),
-            }
-        } else if scheme.eq_ignore_ascii_case("bearer") {
-            let result = self.api_token(value, TokenKind::Api).await;
-            self.record_login("", &result, client);
-            result
-        } else {
-            Err(AccessError::Unauthenticated(format!(
-                "the {scheme} authorization scheme is not supported; use Basic or Bearer"
-            )))
-        };
+        let mut until = Instant::now() + CREDENTIAL_TTL;
+        let result =
+            if scheme.eq_ignore_ascii_case("bearer") && secret::parse_token(value).is_none() {
+                // A registry JWT: checked once, then trusted from the cache until it expires
+                // (the policy still decides each request; the claims only say who it is).
+                // A workload's token (a Kubernetes service account) is the other kind.
+                let checked = match self.jwt_caller(value) {
+                    Ok(found) => Ok(found),
+                    Err(e) => self.0.workloads.verify(value).await.ok_or(e),
+                };
+                checked.map(|(caller, expires)| {
+                    let left = expires.saturating_sub(jwt::now_secs());
+                    until = until.min(Instant::now() + Duration::from_secs(left));
+                    caller
+                })
+            } else if scheme.eq_ignore_ascii_case("basic") {
+                match decode_basic(value) {
+                    Ok((user, password)) => self.login(&user, &password, client).await,
+                    Err(e) => Err(e),
+                }
+            } else if scheme.eq_ignore_ascii_case("bearer") {
+                let result = self.api_token(value, TokenKind::Api).await;
+                self.record_login("", &result, client);
+                result
+            } else {
+                Err(AccessError::Unauthenticated(format!(
+                    "the {scheme} authorization scheme is not supported; use Basic or Bearer"
+                )))
+            };
         // Both answers are remembered: a client retrying the same wrong credentials (a
         // stale docker login) costs no more hashing and does not lock its user out; only
         // different wrong passwords count as guessing.
@@ -59,7 +70,7 @@ impl Access {
             if known.len() >= CREDENTIAL_CACHE {
                 known.clear();
             }
-            known.insert(key, (r, Instant::now()));
+            known.insert(key, (r, until));
         }
         result
     }
@@ -70,8 +81,8 @@ impl Access {
         // than a policy check.
         self.policy().await;
         let known = self.0.known.lock().ok()?;
-        let (answer, at) = known.get(key)?;
-        if at.elapsed() >= CREDENTIAL_TTL {
+        let (answer, until) = known.get(key)?;
+        if Instant::now() >= *until {
             return None;
         }
         Some(match answer {
@@ -80,7 +91,8 @@ impl Access {
         })
     }
 
-    fn jwt_caller(&self, token: &str) -> Result<Caller> {
+    /// Who a registry JWT says it is, and when it expires.
+    fn jwt_caller(&self, token: &str) -> Result<(Caller, u64)> {
         let claims = self.0.signer.verify(token).ok_or_else(|| {
             AccessError::Unauthenticated("the token is invalid or has expired".into())
         })?;
@@ -96,14 +108,28 @@ impl Access {
                 })
             })
             .collect();
-        Ok(Caller {
+        let caller = Caller {
             name: (kind != CallerKind::Anonymous).then(|| Arc::from(claims.sub.as_str())),
             kind,
             admin: claims.adm,
             groups: claims.grp.into(),
             limit: Some(limit.into()),
             scoped: claims.lim,
-        })
+        };
+        Ok((caller, claims.exp))
+    }
+
+    /// The workload a trusted issuer's token identifies (for a token exchange at `/token`).
+    pub async fn workload(&self, token: &str) -> Result<Caller> {
+        let result = match self.0.workloads.verify(token).await {
+            Some((caller, _)) => Ok(caller),
+            None => Err(AccessError::Unauthenticated(
+                "the token was not signed by a trusted issuer for this registry, or it expired"
+                    .into(),
+            )),
+        };
+        self.record_login("", &result, None);
+        result
     }
 
     /// Checks a name and a password (or an API token given as the password), braking
@@ -128,6 +154,9 @@ impl Access {
         let result = if secret::parse_token(password).is_some() {
             // `docker login -u NAME -p TOKEN`: the token says who it belongs to.
             self.api_token(password, TokenKind::Api).await
+        } else if let Some((caller, _)) = self.0.workloads.verify(password).await {
+            // A service-account token as the password: the token says who it is.
+            Ok(caller)
         } else {
             self.password(user, password).await
         };

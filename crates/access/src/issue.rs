@@ -4,7 +4,7 @@
 use agent_registry_metadata::access::TokenKind;
 use agent_registry_oci::RepoName;
 
-use crate::{Access, AccessError, Actions, Caller, Issued, ResourceScope, Result, jwt};
+use crate::{Access, AccessError, Actions, Caller, CallerKind, Issued, ResourceScope, Result, jwt};
 
 impl Access {
     /// A registry token for `caller` holding the subset of `scopes` the caller may have
@@ -45,7 +45,9 @@ impl Access {
             .signer
             .sign(caller, entries, ttl)
             .map_err(|e| AccessError::Internal(format!("signing a token: {e}")))?;
-        let refresh_token = match (&caller.name, offline) {
+        // Refresh tokens belong to accounts; a workload asks its issuer for a fresh token.
+        let account = matches!(caller.kind, CallerKind::User | CallerKind::Robot);
+        let refresh_token = match (&caller.name, offline && account) {
             (Some(name), true) => {
                 let created = self
                     .new_token(

@@ -6,9 +6,11 @@
 //! limits and queues the access log. Accounts, tokens, grants and visibility are kept by an
 //! [`AccessStore`]; this crate decides what they mean.
 //!
-//! Call direction: the server's middleware and routes -> [`Access`] -> `AccessStore`. Per
-//! request, a registry JWT costs one HMAC and a policy lookup in memory; Basic and API-token
-//! credentials are checked against the store once and then cached until the policy moves.
+//! Call direction: the server's middleware and routes -> [`Access`] -> `AccessStore`. Every
+//! credential is checked once (a JWT's HMAC, an API token's record, a password's argon2) and
+//! its answer cached under a SHA-256 of the header, for a minute at most, never past a JWT's
+//! expiry, and dropped when the policy moves; a request then costs that hash, a map lookup and
+//! a policy lookup in memory.
 
 pub mod audit;
 mod authenticate;
@@ -19,6 +21,7 @@ mod manage;
 pub mod permission;
 pub mod policy;
 pub mod secret;
+pub mod workload;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -35,12 +38,14 @@ pub use limiter::Rate;
 pub use manage::{check_name, check_subject};
 pub use permission::{Action, Actions, Permission, ResourceScope, Scope, ScopeError};
 pub use policy::{Caller, CallerKind, Policy};
+pub use workload::{JwksSource, TrustedIssuer, Workloads};
 
 pub type Result<T, E = AccessError> = std::result::Result<T, E>;
 
 /// How often a node asks the store whether the policy moved.
 const POLICY_CHECK: Duration = Duration::from_secs(1);
-/// How long a checked Basic or API-token credential is trusted without the store.
+/// How long a checked credential's answer is trusted without checking again (a registry
+/// token's only until it expires).
 const CREDENTIAL_TTL: Duration = Duration::from_secs(60);
 /// Checked credentials kept; beyond this the cache starts over.
 const CREDENTIAL_CACHE: usize = 10_000;
@@ -82,6 +87,8 @@ pub struct Settings {
     pub refresh_ttl: Duration,
     pub per_ip: Option<Rate>,
     pub per_principal: Option<Rate>,
+    /// Issuers whose tokens identify workloads (Kubernetes service accounts).
+    pub trusted_issuers: Vec<TrustedIssuer>,
 }
 
 impl Default for Settings {
@@ -95,6 +102,7 @@ impl Default for Settings {
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
             per_ip: None,
             per_principal: None,
+            trusted_issuers: Vec::new(),
         }
     }
 }
@@ -136,7 +144,8 @@ struct Inner {
     checked_ms: AtomicU64,
     started: Instant,
     refreshing: tokio::sync::Mutex<()>,
-    /// SHA-256 of an Authorization header -> what checking it answered, and when.
+    /// SHA-256 of an Authorization header -> what checking it answered, and until when
+    /// that answer holds.
     known: Mutex<HashMap<Vec<u8>, (Known, Instant)>>,
     /// Failed logins per user name, and (more leniently: many users may share one) per
     /// client address.
@@ -145,6 +154,7 @@ struct Inner {
     per_ip: Option<limiter::Limiter<IpAddr>>,
     per_principal: Option<limiter::Limiter<Arc<str>>>,
     audit: AuditLog,
+    workloads: Workloads,
 }
 
 impl Access {
@@ -155,6 +165,7 @@ impl Access {
             .shared_secret(SIGNING_KEY, secret::random_bytes::<32>().to_vec())
             .await?;
         let policy = Policy::new(store.policy().await?, settings.public_by_default);
+        let workloads = Workloads::load(settings.trusted_issuers.clone()).await?;
         Ok(Access(Arc::new(Inner {
             signer: jwt::Signer::new(&key, &settings.issuer, &settings.service),
             policy: RwLock::new(Arc::new(policy)),
@@ -167,6 +178,7 @@ impl Access {
             per_ip: settings.per_ip.map(limiter::Limiter::new),
             per_principal: settings.per_principal.map(limiter::Limiter::new),
             audit: AuditLog::start(store.clone()),
+            workloads,
             store,
             settings,
         })))

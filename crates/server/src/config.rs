@@ -23,6 +23,9 @@
 //!   token_ttl_secs: 300              # registry tokens from /token
 //!   refresh_ttl_days: 30             # refresh tokens (docker's identity tokens)
 //!   admin: { name: admin, password: "" }  # made at start when there is no account yet
+//!   trusted_issuers:                 # workloads (Kubernetes service accounts) by OIDC token
+//!     - { issuer: "https://kubernetes.default.svc.cluster.local", audience: agent-registry,
+//!         jwks_file: /etc/agent-registry/k8s-jwks.json }    # or jwks_url: https://...
 //!   rate_limit:                      # token buckets; per_second 0 turns one off
 //!     per_ip: { per_second: 0, burst: 0 }
 //!     per_principal: { per_second: 0, burst: 0 }
@@ -76,6 +79,17 @@ pub struct AuthConfig {
     pub refresh_ttl_days: u64,
     pub admin: AdminConfig,
     pub rate_limit: RateLimitConfig,
+    pub trusted_issuers: Vec<IssuerConfig>,
+}
+
+/// An OIDC issuer whose tokens identify workloads; exactly one of `jwks_file`, `jwks_url`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IssuerConfig {
+    pub issuer: String,
+    pub audience: String,
+    pub jwks_file: Option<PathBuf>,
+    pub jwks_url: Option<String>,
 }
 
 impl Default for AuthConfig {
@@ -89,6 +103,7 @@ impl Default for AuthConfig {
             refresh_ttl_days: 30,
             admin: AdminConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            trusted_issuers: Vec::new(),
         }
     }
 }
@@ -343,6 +358,27 @@ impl Config {
         if auth.token_ttl_secs == 0 {
             anyhow::bail!("auth.token_ttl_secs must be at least 1");
         }
+        let trusted_issuers = auth
+            .trusted_issuers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let at = format!("auth.trusted_issuers[{i}]");
+                if t.issuer.is_empty() || t.audience.is_empty() {
+                    anyhow::bail!("{at}: issuer and audience are both required");
+                }
+                let jwks = match (&t.jwks_file, &t.jwks_url) {
+                    (Some(f), None) => agent_registry_access::JwksSource::File(f.clone()),
+                    (None, Some(u)) => agent_registry_access::JwksSource::Url(u.clone()),
+                    _ => anyhow::bail!("{at}: give exactly one of jwks_file and jwks_url"),
+                };
+                Ok(agent_registry_access::TrustedIssuer {
+                    issuer: t.issuer.clone(),
+                    audience: t.audience.clone(),
+                    jwks,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
         Ok(agent_registry_access::Settings {
             enabled: auth.enabled,
             public_by_default: auth.public_by_default,
@@ -352,6 +388,7 @@ impl Config {
             refresh_ttl: Duration::from_secs(auth.refresh_ttl_days.saturating_mul(86_400)),
             per_ip: auth.rate_limit.per_ip.rate(),
             per_principal: auth.rate_limit.per_principal.rate(),
+            trusted_issuers,
         })
     }
 

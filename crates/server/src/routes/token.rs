@@ -5,8 +5,10 @@
 //!   skopeo and containerd use this.
 //! - `POST /token` with an OAuth2 form: `grant_type=password` (`username`, `password`),
 //!   `refresh_token` (`refresh_token`) or `client_credentials` (`client_id` = a robot or
-//!   user, `client_secret` = one of its API tokens); `access_type=offline` adds a refresh
-//!   token. Errors follow OAuth2 (`{"error", "error_description"}`).
+//!   user, `client_secret` = one of its API tokens), or
+//!   `urn:ietf:params:oauth:grant-type:token-exchange` (`subject_token` = a token from a
+//!   trusted issuer, such as a Kubernetes service account's); `access_type=offline` adds a
+//!   refresh token for accounts. Errors follow OAuth2 (`{"error", "error_description"}`).
 //!
 //! The token holds the subset of the requested scopes the caller may have; asking for more
 //! is not an error, as the specification says.
@@ -23,6 +25,9 @@ use serde::Serialize;
 use crate::AppState;
 use crate::auth::{self, Who};
 use crate::error::ApiError;
+
+/// RFC 8693's grant, for workloads trading their issuer's token for ours.
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/token", get(get_token).post(post_token))
@@ -187,12 +192,18 @@ async fn post_token(
             };
             access.login(id, secret, client).await
         }
+        Some(TOKEN_EXCHANGE) => {
+            let Some(token) = field("subject_token") else {
+                return missing("subject_token");
+            };
+            access.workload(token).await
+        }
         Some(other) => {
             return oauth_error(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
                 format!(
-                    "grant_type {other:?} is not supported: use password, refresh_token or client_credentials"
+                    "grant_type {other:?} is not supported: use password, refresh_token, client_credentials or {TOKEN_EXCHANGE}"
                 ),
             );
         }

@@ -16,3 +16,4 @@ mod listing;
 mod manifests;
 mod referrers;
 mod uploads;
+mod workloads;
