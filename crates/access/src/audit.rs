@@ -1,8 +1,14 @@
 //! The access log's writer: events queue in memory and reach the store in batches, so
-//! recording a pull costs a channel send, not a database write.
+//! recording costs a channel send, not a database write. Pulls are many and mostly repeats
+//! (a client polling a tag, a fleet of nodes starting), so a pull is recorded once per
+//! caller, address, reference and outcome within [`PULL_WINDOW`]; logins, pushes and
+//! deletes are recorded every time.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use agent_registry_metadata::access::{AccessEvent, AccessStore};
 use tokio::sync::mpsc;
@@ -15,9 +21,26 @@ const BATCH: usize = 512;
 /// How long an event may wait for its batch to fill.
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
 
+/// Repeats of a pull within this long are not recorded again.
+pub const PULL_WINDOW: Duration = Duration::from_secs(60);
+/// Pulls remembered before old ones are forgotten.
+const REMEMBERED_PULLS: usize = 100_000;
+
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     events: mpsc::Sender<AccessEvent>,
+    /// A hash of (who, from where, what, outcome) -> when it was last recorded.
+    recent_pulls: Arc<Mutex<HashMap<u64, Instant>>>,
+}
+
+/// One pull, as [`AuditLog::record_pull`] takes it.
+#[derive(Debug, Clone, Copy, Hash)]
+pub struct Pull<'a> {
+    pub principal: Option<&'a str>,
+    pub client: Option<IpAddr>,
+    pub repo: &'a str,
+    pub target: &'a str,
+    pub status: u16,
 }
 
 impl AuditLog {
@@ -25,7 +48,44 @@ impl AuditLog {
     pub fn start(store: Arc<dyn AccessStore>) -> AuditLog {
         let (events, rx) = mpsc::channel(QUEUE);
         tokio::spawn(write_batches(store, rx));
-        AuditLog { events }
+        AuditLog {
+            events,
+            recent_pulls: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Records a pull unless the same one was recorded within [`PULL_WINDOW`]. Nothing is
+    /// allocated for a repeat.
+    pub fn record_pull(&self, pull: Pull<'_>, at: i64) {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        pull.hash(&mut hasher);
+        let key = hasher.finish();
+        let now = Instant::now();
+        {
+            let Ok(mut recent) = self.recent_pulls.lock() else {
+                return;
+            };
+            if recent
+                .get(&key)
+                .is_some_and(|t| now.duration_since(*t) < PULL_WINDOW)
+            {
+                return;
+            }
+            if recent.len() >= REMEMBERED_PULLS {
+                recent.retain(|_, t| now.duration_since(*t) < PULL_WINDOW);
+            }
+            recent.insert(key, now);
+        }
+        self.record(AccessEvent {
+            at,
+            principal: pull.principal.map(str::to_owned),
+            action: "pull".into(),
+            repo: Some(pull.repo.to_owned()),
+            target: Some(pull.target.to_owned()),
+            allowed: !matches!(pull.status, 401 | 403 | 429),
+            status: pull.status,
+            client: pull.client.map(|c| c.to_string()),
+        });
     }
 
     pub fn record(&self, event: AccessEvent) {

@@ -200,6 +200,12 @@ impl Access {
         self.0.audit.record(event);
     }
 
+    /// Records a pull, once per caller, address, reference and outcome within
+    /// [`audit::PULL_WINDOW`].
+    pub fn record_pull(&self, pull: audit::Pull<'_>, at: i64) {
+        self.0.audit.record_pull(pull, at);
+    }
+
     /// The policy in force, checking the store for changes at most once a second (and
     /// never making a request wait for another's check).
     pub async fn policy(&self) -> Arc<Policy> {

@@ -56,11 +56,12 @@ pub struct Caller {
 
 impl Caller {
     pub fn anonymous() -> Caller {
+        static NO_GROUPS: std::sync::OnceLock<Arc<[String]>> = std::sync::OnceLock::new();
         Caller {
             name: None,
             kind: CallerKind::Anonymous,
             admin: false,
-            groups: Arc::from([]),
+            groups: NO_GROUPS.get_or_init(|| Arc::from([])).clone(),
             limit: None,
             scoped: false,
         }

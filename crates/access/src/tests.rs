@@ -254,3 +254,53 @@ fn names_and_subjects_are_checked() {
     assert!(check_subject("system:serviceaccount:agents").is_err());
     assert!(check_subject("group:").is_err());
 }
+
+#[tokio::test]
+async fn repeated_pulls_are_logged_once_and_other_events_every_time() {
+    use agent_registry_metadata::access::AccessLogQuery;
+    let (access, _dir) = open(enabled()).await;
+    let pull = |target: &'static str, status: u16| audit::Pull {
+        principal: Some("alice"),
+        client: None,
+        repo: "team/a",
+        target,
+        status,
+    };
+    for _ in 0..3 {
+        access.record_pull(pull("v1", 200), 1);
+    }
+    access.record_pull(pull("v2", 200), 2);
+    access.record_pull(pull("v1", 403), 3);
+    let _ = access.login("alice", "no-such-user-password", None).await;
+    let _ = access.login("alice", "no-such-user-password", None).await;
+    let mut lines = Vec::new();
+    for _ in 0..40 {
+        lines = access
+            .store()
+            .access_log(&AccessLogQuery {
+                limit: 100,
+                ..AccessLogQuery::default()
+            })
+            .await
+            .expect("log");
+        if lines.len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let summary: Vec<(String, Option<String>, u16)> = lines
+        .into_iter()
+        .rev()
+        .map(|l| (l.action, l.target, l.status))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("pull".to_owned(), Some("v1".to_owned()), 200),
+            ("pull".to_owned(), Some("v2".to_owned()), 200),
+            ("pull".to_owned(), Some("v1".to_owned()), 403),
+            ("login".to_owned(), None, 401),
+            ("login".to_owned(), None, 401),
+        ]
+    );
+}

@@ -125,7 +125,12 @@ fn realm(state: &AppState, headers: &HeaderMap) -> String {
         return configured.clone();
     }
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let proto = get("x-forwarded-proto").unwrap_or("http");
+    let scheme = if state.config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let proto = get("x-forwarded-proto").unwrap_or(scheme);
     let host = get("x-forwarded-host")
         .or_else(|| get(header::HOST.as_str()))
         .unwrap_or("localhost");

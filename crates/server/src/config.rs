@@ -30,6 +30,9 @@
 //!     per_ip: { per_second: 0, burst: 0 }
 //!     per_principal: { per_second: 0, burst: 0 }
 //! audit: { retain_days: 90 }         # access log lines older than this are dropped
+//! tls:                               # HTTPS without a proxy; both files reloaded on SIGHUP
+//!   cert_file: /etc/agent-registry/tls.crt   # PEM chain, leaf first
+//!   key_file: /etc/agent-registry/tls.key
 //! ```
 
 use std::net::SocketAddr;
@@ -50,6 +53,8 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("AGENT_REGISTRY_AUTH", "auth.enabled"),
     ("AGENT_REGISTRY_ADMIN_USER", "auth.admin.name"),
     ("AGENT_REGISTRY_ADMIN_PASSWORD", "auth.admin.password"),
+    ("AGENT_REGISTRY_TLS_CERT", "tls.cert_file"),
+    ("AGENT_REGISTRY_TLS_KEY", "tls.key_file"),
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +70,15 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     pub auth: AuthConfig,
     pub audit: AuditConfig,
+    /// Serve HTTPS with this certificate and key (absent: plain HTTP).
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -243,6 +257,7 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             auth: AuthConfig::default(),
             audit: AuditConfig::default(),
+            tls: None,
         }
     }
 }
@@ -325,6 +340,13 @@ impl Config {
                 }
                 "AGENT_REGISTRY_ADMIN_USER" => self.auth.admin.name = value,
                 "AGENT_REGISTRY_ADMIN_PASSWORD" => self.auth.admin.password = value,
+                "AGENT_REGISTRY_TLS_CERT" => {
+                    self.tls.get_or_insert_with(TlsConfig::default).cert_file =
+                        PathBuf::from(&value)
+                }
+                "AGENT_REGISTRY_TLS_KEY" => {
+                    self.tls.get_or_insert_with(TlsConfig::default).key_file = PathBuf::from(&value)
+                }
                 _ => {}
             }
         }
@@ -347,6 +369,20 @@ impl Config {
             immutable_releases,
             download_window: Duration::from_secs(self.catalogue.download_window_secs),
         })
+    }
+
+    /// Checks what no single key can: settings that only make sense together.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if let Some(tls) = &self.tls
+            && (tls.cert_file.as_os_str().is_empty() || tls.key_file.as_os_str().is_empty())
+        {
+            anyhow::bail!(
+                "tls needs both cert_file and key_file (AGENT_REGISTRY_TLS_CERT and AGENT_REGISTRY_TLS_KEY)"
+            );
+        }
+        self.catalogue_rules()?;
+        self.access_settings()?;
+        Ok(())
     }
 
     /// Access control settings, checked.

@@ -12,6 +12,7 @@ mod error;
 mod routes;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ impl AppState {
     /// creates the first administrator if the configuration names a password for one and
     /// there is no account yet.
     pub async fn open(config: Config) -> anyhow::Result<AppState> {
+        config.check()?;
         let root = &config.root;
         std::fs::create_dir_all(root)
             .with_context(|| format!("creating storage root {}", root.display()))?;
@@ -119,8 +121,30 @@ pub async fn run(
         state.config.audit.retain_days,
     ));
     let grace = Duration::from_secs(state.config.shutdown_grace_secs);
+    let tls = state.config.tls.clone();
+    let app = router(state);
+    let result = match tls {
+        Some(tls) => tls::serve(listener, app, &tls, shutdown, grace).await,
+        None => serve_plain(listener, app, shutdown, grace).await,
+    };
+    // Abort only takes effect at the task's next poll; wait for it, so the state (and the
+    // storage lock it holds) is gone when `run` returns and the root can be reopened.
+    purger.abort();
+    pruner.abort();
+    let _ = purger.await;
+    let _ = pruner.await;
+    result
+}
+
+/// Serves plain HTTP until `shutdown`, then lets requests finish for up to `grace`.
+async fn serve_plain(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> anyhow::Result<()> {
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: finishing in-flight requests");
@@ -137,12 +161,6 @@ pub async fn run(
             Ok(())
         }
     };
-    // Abort only takes effect at the task's next poll; wait for it, so the state (and the
-    // storage lock it holds) is gone when `run` returns and the root can be reopened.
-    purger.abort();
-    pruner.abort();
-    let _ = purger.await;
-    let _ = pruner.await;
     result.context("serving HTTP")
 }
 

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use agent_registry_access::Action;
+use agent_registry_access::audit::Pull;
 use agent_registry_metadata::Page;
 use agent_registry_metadata::access::AccessEvent;
 use agent_registry_oci::{ErrorCode, RepoName};
@@ -94,7 +95,7 @@ async fn dispatch(
     if let Err(e) = checked {
         let response = e.into_response();
         if let Some(what) = audited {
-            record(&state, &req, what, response.status());
+            record_event(&state, what, &req.who, req.client, response.status());
         }
         return response;
     }
@@ -118,9 +119,7 @@ async fn dispatch(
     };
     let response = result.unwrap_or_else(IntoResponse::into_response);
     if let Some((what, who, client)) = audit {
-        state
-            .access
-            .record(event(what, &who, client, response.status()));
+        record_event(&state, what, &who, client, response.status());
     }
     response
 }
@@ -195,30 +194,42 @@ fn audited(endpoint: &Endpoint, method: &Method) -> Option<Audited> {
     })
 }
 
-fn event(
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Puts a request in the access log (pulls through the repeat filter).
+fn record_event(
+    state: &AppState,
     what: Audited,
     who: &Who,
     client: Option<std::net::IpAddr>,
     status: StatusCode,
-) -> AccessEvent {
-    AccessEvent {
-        at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64),
+) {
+    let status = status.as_u16();
+    if what.action == Action::Pull {
+        let pull = Pull {
+            principal: who.caller.name.as_deref(),
+            client,
+            repo: &what.repo,
+            target: &what.target,
+            status,
+        };
+        state.access.record_pull(pull, now());
+        return;
+    }
+    state.access.record(AccessEvent {
+        at: now(),
         principal: who.caller.name.as_deref().map(str::to_owned),
         action: what.action.as_str().to_owned(),
         repo: Some(what.repo),
         target: Some(what.target),
-        allowed: !matches!(status.as_u16(), 401 | 403 | 429),
-        status: status.as_u16(),
+        allowed: !matches!(status, 401 | 403 | 429),
+        status,
         client: client.map(|c| c.to_string()),
-    }
-}
-
-fn record(state: &AppState, req: &Request, what: Audited, status: StatusCode) {
-    state
-        .access
-        .record(event(what, &req.who, req.client, status));
+    });
 }
 
 async fn route(state: AppState, endpoint: Endpoint, req: Request, body: Body) -> ApiResult {

@@ -15,5 +15,6 @@ mod lifecycle;
 mod listing;
 mod manifests;
 mod referrers;
+mod tls;
 mod uploads;
 mod workloads;

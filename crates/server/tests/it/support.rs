@@ -138,8 +138,13 @@ pub async fn spawn_binary(
         .kill_on_drop(true)
         .spawn()
         .expect("start agent-registry");
+    // The binary opens its stores before it listens, so a connection means it is ready
+    // (and this works for HTTPS too).
     for _ in 0..100 {
-        if reqwest::get(format!("{url}/v2/")).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return (child, url);
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
