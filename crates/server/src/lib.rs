@@ -101,6 +101,13 @@ pub async fn open_access_only(config: &Config) -> anyhow::Result<Access> {
     open_access(Arc::new(meta), config).await
 }
 
+/// Seconds since the Unix epoch, as the access log and tokens keep time.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 pub fn router(state: AppState) -> axum::Router {
     routes::router(state)
 }
@@ -185,13 +192,10 @@ async fn prune_access_log(access: Access, retain_days: u64) {
     let mut tick = tokio::time::interval(period);
     loop {
         tick.tick().await;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let before = now.saturating_sub(retain_days.saturating_mul(86_400));
+        let retain = i64::try_from(retain_days.saturating_mul(86_400)).unwrap_or(i64::MAX);
         match access
             .store()
-            .prune_access_log(i64::try_from(before).unwrap_or(0))
+            .prune_access_log(unix_now().saturating_sub(retain))
             .await
         {
             Ok(0) => {}

@@ -30,15 +30,16 @@ pub fn routes() -> Router<AppState> {
         .route("/v2/{*rest}", any(dispatch))
 }
 
-/// The API version check: 200 with an empty JSON object. With access control on, an
-/// anonymous caller gets the challenge instead: that is how `docker login` finds the token
-/// endpoint, and how it learns that the credentials it sent were checked.
+/// The API version check: 200 with an empty JSON object. With access control on, a caller
+/// who presented nothing gets the challenge instead: that is how `docker login` finds the
+/// token endpoint, and how it learns that the credentials it sent were checked. A registry
+/// token, even an anonymous one for public pulls, is a credential.
 async fn base(
     State(state): State<AppState>,
     who: Option<Extension<Who>>,
     headers: HeaderMap,
 ) -> Response {
-    let anonymous = who.is_none_or(|Extension(w)| w.caller.name.is_none());
+    let anonymous = who.is_none_or(|Extension(w)| w.caller.name.is_none() && !w.registry_token);
     if state.access.enabled() && anonymous {
         return auth::challenge(&state, &headers, None, "authentication required".into())
             .into_response();
@@ -194,12 +195,6 @@ fn audited(endpoint: &Endpoint, method: &Method) -> Option<Audited> {
     })
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// Puts a request in the access log (pulls through the repeat filter).
 fn record_event(
     state: &AppState,
@@ -217,11 +212,11 @@ fn record_event(
             target: &what.target,
             status,
         };
-        state.access.record_pull(pull, now());
+        state.access.record_pull(pull, crate::unix_now());
         return;
     }
     state.access.record(AccessEvent {
-        at: now(),
+        at: crate::unix_now(),
         principal: who.caller.name.as_deref().map(str::to_owned),
         action: what.action.as_str().to_owned(),
         repo: Some(what.repo),

@@ -51,17 +51,11 @@ impl TokenResponse {
             access_token: issued.token.clone(),
             token: issued.token,
             expires_in: issued.expires_in,
-            issued_at: agent_registry_oci::catalogue::format_rfc3339(now()),
+            issued_at: agent_registry_oci::catalogue::format_rfc3339(crate::unix_now()),
             refresh_token: issued.refresh_token,
             token_type: oauth.then_some("Bearer"),
         }
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// All values of `key` (scope may repeat), joined with spaces.

@@ -208,6 +208,20 @@ async fn podman_and_skopeo_log_in_and_copy_through_the_token_flow() {
         !out.status.success(),
         "anonymous reads of a private repository are refused"
     );
+    // Made public, it is readable by anyone, through an anonymous registry token.
+    let r = client_with(Some(&basic("admin", "admin-password")))
+        .put(format!("{}/api/v1/repositories/team/podman", reg.url))
+        .json(&json!({"visibility": "public"}))
+        .send()
+        .await
+        .expect("visibility");
+    assert!(r.status().is_success());
+    let out = run_with("skopeo", &["inspect", "--tls-verify=false", &src], &[], "").await;
+    assert!(
+        out.status.success(),
+        "anonymous read of a public repository: {}",
+        text(&out)
+    );
     let copy = |creds: &'static str, dest: &str| {
         let dest = format!("docker://{}/{dest}", reg.host());
         let src = src.clone();

@@ -60,9 +60,7 @@ async fn access_logs(
 ) -> ApiResult {
     admin(&state, &headers, &who(w))?;
     let f = query(q)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = crate::unix_now();
     let since = match &f.since {
         Some(s) => Some(since(s, now).ok_or_else(|| {
             invalid(format!(
