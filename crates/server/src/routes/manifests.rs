@@ -73,7 +73,12 @@ pub async fn put(
             }
         })?
         .to_bytes();
-    let pushed_by = req.client.map(|ip| ip.to_string());
+    // Who pushed: the signed-in principal, or for anonymous pushes (access control off) the
+    // address it came from.
+    let pushed_by = match &req.who.caller.name {
+        Some(name) => Some(name.to_string()),
+        None => req.client.map(|ip| ip.to_string()),
+    };
     let stored = registry
         .put_manifest(
             name,

@@ -92,6 +92,18 @@ async fn the_access_log_records_who_did_what() {
     add_user(&reg, "reader").await;
     grant(&reg, "reader", "team/*", "read").await;
     let reader = client_with(Some(&basic("reader", "reader-password")));
+    let agent: Value = reader
+        .get(format!("{}/api/v1/agents/team/a", reg.url))
+        .send()
+        .await
+        .expect("agent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        agent["versions"][0]["pushed_by"], "admin",
+        "the pusher is the principal"
+    );
     reader
         .get(reg.v2("team/a/manifests/v1"))
         .header("accept", OCI_MANIFEST)
