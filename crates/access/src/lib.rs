@@ -264,6 +264,11 @@ impl Access {
         self.policy().await.readable(caller)
     }
 
+    /// Whether any rate limit is configured.
+    pub fn has_rate_limits(&self) -> bool {
+        self.0.per_ip.is_some() || self.0.per_principal.is_some()
+    }
+
     /// Takes one request from the caller's and the address's rate limits; says how long to
     /// wait when either is spent.
     pub fn throttle(&self, caller: &Caller, client: Option<IpAddr>) -> Result<(), Duration> {

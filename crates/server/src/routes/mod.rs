@@ -34,8 +34,9 @@ pub fn router(state: AppState) -> Router {
         .merge(token::routes())
         .merge(access::routes());
     // With access control off every caller is anonymous and may do everything; handlers
-    // take a missing `Who` as anonymous, so the middleware is left out altogether.
-    let routes = if state.access.enabled() {
+    // take a missing `Who` as anonymous, so unless rates are limited the middleware is left
+    // out altogether.
+    let routes = if state.access.enabled() || state.access.has_rate_limits() {
         routes.layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authenticate,

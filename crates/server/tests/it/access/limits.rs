@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::{ADMIN_PASSWORD, add_user, api, grant, start_with_auth};
-use crate::support::{OCI_MANIFEST, assert_error, basic, client_with, header};
+use crate::support::{OCI_MANIFEST, TestRegistry, assert_error, basic, client_with, header};
 
 #[tokio::test]
 async fn guessed_passwords_slow_down_and_rate_limits_answer_429() {
@@ -211,4 +211,26 @@ async fn the_access_log_records_who_did_what() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+}
+
+#[tokio::test]
+async fn per_address_rate_limits_apply_with_access_control_off() {
+    let reg = TestRegistry::start_with(|c| {
+        c.auth.rate_limit.per_ip.per_second = 0.5;
+        c.auth.rate_limit.per_ip.burst = 2.0;
+    })
+    .await;
+    let http = client_with(None);
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(
+            http.get(reg.v2("_catalog"))
+                .send()
+                .await
+                .expect("get")
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [200, 200, 429]);
 }
