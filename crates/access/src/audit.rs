@@ -33,6 +33,12 @@ pub struct AuditLog {
     recent_pulls: Arc<Mutex<HashMap<u64, Instant>>>,
 }
 
+/// Whether a request that ended with `status` got past access control (a 404 did: the
+/// caller may look, there was nothing there).
+pub fn allowed(status: u16) -> bool {
+    !matches!(status, 401 | 403 | 429)
+}
+
 /// One pull, as [`AuditLog::record_pull`] takes it.
 #[derive(Debug, Clone, Copy, Hash)]
 pub struct Pull<'a> {
@@ -82,7 +88,7 @@ impl AuditLog {
             action: "pull".into(),
             repo: Some(pull.repo.to_owned()),
             target: Some(pull.target.to_owned()),
-            allowed: !matches!(pull.status, 401 | 403 | 429),
+            allowed: allowed(pull.status),
             status: pull.status,
             client: pull.client.map(|c| c.to_string()),
         });

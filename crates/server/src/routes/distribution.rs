@@ -221,7 +221,7 @@ fn record_event(
         action: what.action.as_str().to_owned(),
         repo: Some(what.repo),
         target: Some(what.target),
-        allowed: !matches!(status, 401 | 403 | 429),
+        allowed: agent_registry_access::audit::allowed(status),
         status,
         client: client.map(|c| c.to_string()),
     });
