@@ -187,7 +187,7 @@ impl Access {
             Err(_) => who.to_owned(),
         };
         self.record(AccessEvent {
-            at: jwt::now_secs() as i64,
+            at: crate::unix_now(),
             principal: (!principal.is_empty()).then_some(principal),
             action: "login".into(),
             repo: None,
@@ -221,7 +221,7 @@ impl Access {
             || AccessError::Unauthenticated("the token is invalid, expired or revoked".into());
         let (id, secret) = secret::parse_token(token).ok_or_else(bad)?;
         let record = self.0.store.token(id).await?.ok_or_else(bad)?;
-        let now = jwt::now_secs() as i64;
+        let now = crate::unix_now();
         let live = record.kind == kind
             && record.revoked_at.is_none()
             && record.expires_at.is_none_or(|t| t > now);

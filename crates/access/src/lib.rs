@@ -42,6 +42,11 @@ pub use workload::{JwksSource, TrustedIssuer, Workloads};
 
 pub type Result<T, E = AccessError> = std::result::Result<T, E>;
 
+/// Seconds since the Unix epoch, as the store keeps time.
+pub fn unix_now() -> i64 {
+    i64::try_from(jwt::now_secs()).unwrap_or(i64::MAX)
+}
+
 /// How often a node asks the store whether the policy moved.
 const POLICY_CHECK: Duration = Duration::from_secs(1);
 /// How long a checked credential's answer is trusted without checking again (a registry

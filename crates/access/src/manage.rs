@@ -8,7 +8,7 @@ use agent_registry_metadata::access::{
 };
 use agent_registry_oci::{RepoName, RepoPattern};
 
-use crate::{Access, AccessError, CreatedToken, Permission, Result, Scope, jwt, secret};
+use crate::{Access, AccessError, CreatedToken, Permission, Result, Scope, secret};
 
 impl Access {
     pub async fn principals(&self) -> Result<Vec<PrincipalRecord>> {
@@ -44,7 +44,7 @@ impl Access {
                 Some(p) => Some(hash(p).await?),
                 None => None,
             },
-            created_at: jwt::now_secs() as i64,
+            created_at: crate::unix_now(),
         };
         self.0.store.put_principal(record.clone()).await?;
         self.changed().await?;
@@ -114,7 +114,7 @@ impl Access {
         ttl: Option<Duration>,
     ) -> Result<CreatedToken> {
         let made = secret::new_token();
-        let now = jwt::now_secs() as i64;
+        let now = crate::unix_now();
         let record = TokenRecord {
             id: made.id,
             owner: owner.to_owned(),
@@ -141,13 +141,7 @@ impl Access {
     pub async fn revoke_token(&self, id: &str, owner: Option<&str>) -> Result<()> {
         let record = self.0.store.token(id).await?;
         let found = record.filter(|t| owner.is_none_or(|o| o == t.owner));
-        if found.is_none()
-            || !self
-                .0
-                .store
-                .revoke_token(id, jwt::now_secs() as i64)
-                .await?
-        {
+        if found.is_none() || !self.0.store.revoke_token(id, crate::unix_now()).await? {
             return Err(AccessError::NotFound(format!("token {id}")));
         }
         self.changed().await

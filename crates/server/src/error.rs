@@ -99,7 +99,7 @@ impl From<EndpointError> for ApiError {
         match e {
             EndpointError::NotFound(_) => ApiError::new(ErrorCode::Unsupported, e.to_string())
                 .with_status(StatusCode::NOT_FOUND),
-            EndpointError::Name(n) => ApiError::new(ErrorCode::NameInvalid, n.to_string()),
+            EndpointError::Name(n) => ApiError::from(n),
         }
     }
 }
@@ -127,6 +127,12 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T = Response> = Result<T, ApiError>;
+
+impl From<agent_registry_oci::NameError> for ApiError {
+    fn from(e: agent_registry_oci::NameError) -> ApiError {
+        ApiError::new(ErrorCode::NameInvalid, e.to_string())
+    }
+}
 
 impl From<agent_registry_access::AccessError> for ApiError {
     fn from(e: agent_registry_access::AccessError) -> ApiError {

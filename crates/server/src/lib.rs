@@ -18,7 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_registry_access::Access;
+use agent_registry_access::{Access, unix_now};
 use agent_registry_metadata::SqliteStore;
 use agent_registry_registry::Registry;
 use agent_registry_storage::FsBlobStore;
@@ -99,13 +99,6 @@ pub async fn open_access_only(config: &Config) -> anyhow::Result<Access> {
     let meta = SqliteStore::open(&db, config.storage.fsync)
         .with_context(|| format!("opening metadata database {}", db.display()))?;
     open_access(Arc::new(meta), config).await
-}
-
-/// Seconds since the Unix epoch, as the access log and tokens keep time.
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 pub fn router(state: AppState) -> axum::Router {

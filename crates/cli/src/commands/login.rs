@@ -42,7 +42,8 @@ pub struct LoginArgs {
     pub profile: Option<String>,
 }
 
-fn read_stdin(what: &str) -> anyhow::Result<String> {
+/// The whole of standard input, less its final line break.
+pub(crate) fn read_stdin(what: &str) -> anyhow::Result<String> {
     let mut s = String::new();
     std::io::stdin()
         .read_to_string(&mut s)

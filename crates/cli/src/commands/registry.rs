@@ -3,11 +3,9 @@
 //! access log. The registry comes from `--registry`, `--profile`, a host in the repository
 //! argument (`localhost:5000/team/agent`) or `AGENT_REGISTRY_URL`.
 
-use std::io::Read as _;
-
 use agent_registry_client::Client;
 use agent_registry_oci::access::{Grant, GrantFilter, LogFilter, NewToken, NewUser, TokenFilter};
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Subcommand;
 
 use crate::Context;
@@ -428,11 +426,7 @@ async fn user(ctx: &Context, command: UserCommand) -> anyhow::Result<()> {
                 );
             }
             let password = if password_stdin {
-                let mut s = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut s)
-                    .context("reading the password from standard input")?;
-                Some(s.trim_end_matches(['\n', '\r']).to_owned())
+                Some(super::login::read_stdin("password")?)
             } else {
                 None
             };

@@ -5,7 +5,7 @@ use agent_registry_oci::{RepoName, RepoPattern};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
-use super::{SqliteStore, db_err, parse_repo};
+use super::{SqliteStore, bad_value, db_err, parse_repo};
 use crate::Result;
 use crate::access::{
     AccessEvent, AccessLogQuery, AccessStore, GrantRecord, PolicyRecords, PrincipalKind,
@@ -15,10 +15,6 @@ use crate::access::{
 const PRINCIPAL_COLUMNS: &str = "name, kind, admin, groups, password_hash, created_at";
 const TOKEN_COLUMNS: &str =
     "id, owner, kind, name, secret_hash, scopes, created_at, expires_at, revoked_at";
-
-fn bad_value(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-}
 
 #[derive(Debug, thiserror::Error)]
 #[error("unknown {0}")]

@@ -58,11 +58,7 @@ async fn agent(
     body: Bytes,
 ) -> ApiResult {
     let who = who.map_or_else(Who::anonymous, |Extension(w)| w);
-    let name = |s: &str| -> ApiResult<RepoName> {
-        s.parse().map_err(|e: agent_registry_oci::NameError| {
-            ApiError::new(ErrorCode::NameInvalid, e.to_string())
-        })
-    };
+    let name = |s: &str| -> ApiResult<RepoName> { Ok(s.parse()?) };
     if method == Method::GET {
         let repo = name(&rest)?;
         auth::require(&state, &headers, &who, &repo, Action::Pull).await?;

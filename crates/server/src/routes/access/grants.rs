@@ -2,7 +2,7 @@
 
 use agent_registry_access::{Action, Permission};
 use agent_registry_oci::access::{Grant, GrantFilter, Repository, SetVisibility};
-use agent_registry_oci::{ErrorCode, RepoName, RepoPattern};
+use agent_registry_oci::{RepoName, RepoPattern};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -13,7 +13,7 @@ use axum::{Extension, Json, Router};
 use super::{body, created, denied, invalid, no_content, query, signed_in, who};
 use crate::AppState;
 use crate::auth::{self, Who};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -143,12 +143,6 @@ async fn remove_permission(
     Ok(no_content())
 }
 
-fn repo_name(s: &str) -> ApiResult<RepoName> {
-    s.parse().map_err(|e: agent_registry_oci::NameError| {
-        ApiError::new(ErrorCode::NameInvalid, e.to_string())
-    })
-}
-
 fn visibility(public: bool) -> &'static str {
     if public { "public" } else { "private" }
 }
@@ -159,7 +153,7 @@ async fn repository(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let repo = repo_name(&name)?;
+    let repo = name.parse::<RepoName>()?;
     auth::require(&state, &headers, &who(w), &repo, Action::Pull).await?;
     let public = state.access.is_public(&repo).await;
     Ok(Json(Repository {
@@ -176,7 +170,7 @@ async fn set_repository(
     Path(name): Path<String>,
     json: Result<Json<SetVisibility>, JsonRejection>,
 ) -> ApiResult {
-    let repo = repo_name(&name)?;
+    let repo = name.parse::<RepoName>()?;
     auth::require(&state, &headers, &who(w), &repo, Action::Admin).await?;
     let public = match body(json)?.visibility.as_str() {
         "public" => true,
