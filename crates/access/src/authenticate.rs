@@ -23,41 +23,39 @@ impl Access {
         let Some(header) = header.map(str::trim).filter(|h| !h.is_empty()) else {
             return Ok(Caller::anonymous());
         };
-        let (scheme, value) = header.split_once(' ').unwrap_or((header, ""));
-        let value = value.trim();
+        let (scheme, value) = scheme_and_value(header);
         let key = secret::sha256(header.as_bytes());
         if let Some(known) = self.cached(&key).await {
             return known;
         }
         let mut until = Instant::now() + CREDENTIAL_TTL;
-        let result =
-            if scheme.eq_ignore_ascii_case("bearer") && secret::parse_token(value).is_none() {
-                // A registry JWT: checked once, then trusted from the cache until it expires
-                // (the policy still decides each request; the claims only say who it is).
-                // A workload's token (a Kubernetes service account) is the other kind.
-                let checked = match self.jwt_caller(value) {
-                    Ok(found) => Ok(found),
-                    Err(e) => self.0.workloads.verify(value).await.ok_or(e),
-                };
-                checked.map(|(caller, expires)| {
-                    let left = expires.saturating_sub(jwt::now_secs());
-                    until = until.min(Instant::now() + Duration::from_secs(left));
-                    caller
-                })
-            } else if scheme.eq_ignore_ascii_case("basic") {
-                match decode_basic(value) {
-                    Ok((user, password)) => self.login(&user, &password, client).await,
-                    Err(e) => Err(e),
-                }
-            } else if scheme.eq_ignore_ascii_case("bearer") {
-                let result = self.api_token(value, TokenKind::Api).await;
-                self.record_login("", &result, client);
-                result
-            } else {
-                Err(AccessError::Unauthenticated(format!(
-                    "the {scheme} authorization scheme is not supported; use Basic or Bearer"
-                )))
+        let result = if is_registry_token(header) {
+            // A registry JWT: checked once, then trusted from the cache until it expires
+            // (the policy still decides each request; the claims only say who it is).
+            // A workload's token (a Kubernetes service account) is the other kind.
+            let checked = match self.jwt_caller(value) {
+                Ok(found) => Ok(found),
+                Err(e) => self.0.workloads.verify(value).await.ok_or(e),
             };
+            checked.map(|(caller, expires)| {
+                let left = expires.saturating_sub(jwt::now_secs());
+                until = until.min(Instant::now() + Duration::from_secs(left));
+                caller
+            })
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            match decode_basic(value) {
+                Ok((user, password)) => self.login(&user, &password, client).await,
+                Err(e) => Err(e),
+            }
+        } else if scheme.eq_ignore_ascii_case("bearer") {
+            let result = self.api_token(value, TokenKind::Api).await;
+            self.record_login("", &result, client);
+            result
+        } else {
+            Err(AccessError::Unauthenticated(format!(
+                "the {scheme} authorization scheme is not supported; use Basic or Bearer"
+            )))
+        };
         // Both answers are remembered: a client retrying the same wrong credentials (a
         // stale docker login) costs no more hashing and does not lock its user out; only
         // different wrong passwords count as guessing.
@@ -248,6 +246,20 @@ impl Access {
         };
         Ok(caller_of(&owner, limit))
     }
+}
+
+/// `Basic xyz` -> (`Basic`, `xyz`).
+fn scheme_and_value(header: &str) -> (&str, &str) {
+    let header = header.trim();
+    let (scheme, value) = header.split_once(' ').unwrap_or((header, ""));
+    (scheme, value.trim())
+}
+
+/// Whether an `Authorization` header carries a registry token (a JWT from `/token`, or a
+/// workload's), rather than a password or an API token.
+pub fn is_registry_token(header: &str) -> bool {
+    let (scheme, value) = scheme_and_value(header);
+    scheme.eq_ignore_ascii_case("bearer") && secret::parse_token(value).is_none()
 }
 
 fn caller_of(p: &PrincipalRecord, limit: Option<Arc<[Scope]>>) -> Caller {

@@ -34,6 +34,7 @@ use agent_registry_metadata::access::{AccessEvent, AccessStore, Readable, TokenR
 use agent_registry_oci::RepoName;
 
 pub use audit::AuditLog;
+pub use authenticate::is_registry_token;
 pub use limiter::Rate;
 pub use manage::{check_name, check_subject};
 pub use permission::{Action, Actions, Permission, ResourceScope, Scope, ScopeError};

@@ -67,11 +67,7 @@ pub async fn authenticate(
     if let Err(wait) = access.throttle(&caller, client) {
         return too_many(wait, "rate limit exceeded: too many requests").into_response();
     }
-    let registry_token = header.is_some_and(|h| {
-        h.get(..7)
-            .is_some_and(|s| s.eq_ignore_ascii_case("bearer "))
-            && !h[7..].trim().starts_with("art_")
-    });
+    let registry_token = header.is_some_and(agent_registry_access::is_registry_token);
     request.extensions_mut().insert(Who {
         caller,
         client,
