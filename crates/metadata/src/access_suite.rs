@@ -309,4 +309,18 @@ async fn search_shows_only_readable_repositories<S: AccessStore + MetadataStore>
         ),
         "public by default hides only what was made private"
     );
+    // Visibility set before the first push holds once the repository is listed.
+    store
+        .set_visibility(&repo("vis/early"), true)
+        .await
+        .expect("visibility");
+    crate::suite::publish_plain(store, "vis/early").await;
+    assert_eq!(
+        found(Readable::Some {
+            public_by_default: false,
+            patterns: vec![],
+        })
+        .await,
+        (vec!["vis/early".into(), "vis/open".into()], 2)
+    );
 }

@@ -12,6 +12,7 @@
 pub mod access;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod access_suite;
+mod catalogue_index;
 mod sqlite;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod suite;

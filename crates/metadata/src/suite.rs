@@ -139,7 +139,18 @@ async fn catalogue_follows_tags(store: &dyn MetadataStore) {
     assert_eq!(agent.tags[0].pushed_by.as_deref(), Some("tester"));
     assert_eq!(agent.listing.size, 20);
 
-    for t in ["latest", "1.1.0-rc.1", "1.0.0", "dev"] {
+    // A new tag on a shown manifest changes no listing, but a search by that tag finds it.
+    let by_tag = Search {
+        tag: Some("stable".into()),
+        limit: 10,
+        ..Search::default()
+    };
+    assert!(store.search(&by_tag).await.expect("search").hits.is_empty());
+    publish(store, "follow/agent", "f2", Listing::default(), &["stable"]).await;
+    let page = store.search(&by_tag).await.expect("search");
+    assert_eq!(names(&page), ["follow/agent:stable"]);
+
+    for t in ["latest", "1.1.0-rc.1", "1.0.0", "dev", "stable"] {
         store
             .delete_tag(&repo("follow/agent"), &tag(t))
             .await

@@ -120,6 +120,7 @@ pub async fn run(
         state.access.clone(),
         state.config.audit.retain_days,
     ));
+    let warmer = tokio::spawn(warm_catalogue(state.registry.clone()));
     let grace = Duration::from_secs(state.config.shutdown_grace_secs);
     let tls = state.config.tls.clone();
     let app = router(state);
@@ -129,11 +130,25 @@ pub async fn run(
     };
     // Abort only takes effect at the task's next poll; wait for it, so the state (and the
     // storage lock it holds) is gone when `run` returns and the root can be reopened.
-    purger.abort();
-    pruner.abort();
-    let _ = purger.await;
-    let _ = pruner.await;
+    for task in [purger, pruner, warmer] {
+        task.abort();
+        let _ = task.await;
+    }
     result
+}
+
+/// Loads the catalogue's search index before the first search needs it.
+async fn warm_catalogue(registry: Registry) {
+    let query = agent_registry_oci::catalogue::SearchQuery {
+        per_page: Some(1),
+        ..Default::default()
+    };
+    if let Err(e) = registry
+        .search(&query, agent_registry_metadata::access::Readable::All)
+        .await
+    {
+        tracing::warn!(error = %e, "loading the catalogue index failed; the first search retries");
+    }
 }
 
 /// Serves plain HTTP until `shutdown`, then lets requests finish for up to `grace`.

@@ -5,16 +5,16 @@
 //! the catalogue catches up ([`catch_up`]) in one write before any catalogue read, on any
 //! node. Pushes stay as fast as before the catalogue existed, and every search still sees
 //! every push acknowledged before it.
+//!
+//! Searches run over the in-memory [`CatalogueIndex`]; [`sync`] feeds it the `agents` rows
+//! whose `changed` number (set by the triggers of migration 4) is past its version.
 
-use agent_registry_oci::catalogue::{
-    self, AgentInfo, SearchHit, SortKey, format_rfc3339, human_size,
-};
+use agent_registry_oci::catalogue::{self, AgentInfo, SearchHit, format_rfc3339, human_size};
 use agent_registry_oci::{RepoName, version};
-use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{db_err, now, parse_digest};
-use crate::access::Readable;
+use super::{bad_value, db_err, now, parse_digest, parse_repo};
+use crate::catalogue_index::{CatalogueIndex, Change, Entry, TextMatch};
 use crate::{AgentRecord, Listing, Result, Search, SearchPage, TagRecord};
 
 pub(super) fn store_listing(
@@ -64,6 +64,14 @@ fn display_tag(tags: &[(String, String, i64)]) -> Option<&(String, String, i64)>
         })
 }
 
+/// A repository's tag names as `agents.tags` keeps them: sorted, one per line (a tag cannot
+/// hold a line break).
+fn tag_names(tags: &[(String, String, i64)]) -> String {
+    let mut names: Vec<&str> = tags.iter().map(|(n, ..)| n.as_str()).collect();
+    names.sort_unstable();
+    names.join("\n")
+}
+
 /// Marks `repo`'s catalogue row out of step with its tags; called in the transaction of every
 /// tag change.
 pub(super) fn mark(tx: &Connection, repo: &RepoName) -> Result<()> {
@@ -109,6 +117,7 @@ struct Row {
     tag: Option<String>,
     digest: Option<String>,
     info: Option<String>,
+    tags: Option<String>,
 }
 
 /// Brings `repo`'s catalogue row in step with its tags.
@@ -124,7 +133,7 @@ fn refresh(tx: &Connection, repo: &RepoName) -> Result<()> {
         })
         .map_err(err)?;
     let current: Option<Row> = tx
-        .prepare_cached("SELECT id, tag, digest, info FROM agents WHERE repo = ?1")
+        .prepare_cached("SELECT id, tag, digest, info, tags FROM agents WHERE repo = ?1")
         .and_then(|mut s| {
             s.query_row(params![repo.as_str()], |r| {
                 Ok(Row {
@@ -132,6 +141,7 @@ fn refresh(tx: &Connection, repo: &RepoName) -> Result<()> {
                     tag: r.get(1)?,
                     digest: r.get(2)?,
                     info: r.get(3)?,
+                    tags: r.get(4)?,
                 })
             })
             .optional()
@@ -144,16 +154,25 @@ fn refresh(tx: &Connection, repo: &RepoName) -> Result<()> {
         }
         return Ok(());
     };
-    if listed.is_some_and(|c| c.tag.as_ref() == Some(tag) && c.digest.as_ref() == Some(digest)) {
+    let names = tag_names(&tags);
+    if let Some(c) =
+        listed.filter(|c| c.tag.as_ref() == Some(tag) && c.digest.as_ref() == Some(digest))
+    {
+        // The shown tag stays; only the tag list (for searches by tag) may have moved.
+        if c.tags.as_ref() != Some(&names) {
+            tx.prepare_cached("UPDATE agents SET tags = ?2 WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![c.id, names]))
+                .map_err(db_err("updating the catalogue"))?;
+        }
         return Ok(());
     }
     let listing = listing_of(tx, repo, digest)?;
     let info = encode(&listing.info)?;
     let id: i64 = tx
         .prepare_cached(
-            "INSERT INTO agents (repo, tag, digest, info, author, created, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO agents (repo, tag, digest, info, author, created, size, tags) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (repo) DO UPDATE SET tag = excluded.tag, digest = excluded.digest, info = excluded.info,
-                 author = excluded.author, created = excluded.created, size = excluded.size
+                 author = excluded.author, created = excluded.created, size = excluded.size, tags = excluded.tags
              RETURNING id",
         )
         .and_then(|mut s| {
@@ -165,7 +184,8 @@ fn refresh(tx: &Connection, repo: &RepoName) -> Result<()> {
                     info,
                     listing.info.author,
                     listing.created,
-                    listing.size as i64
+                    listing.size as i64,
+                    names
                 ],
                 |r| r.get(0),
             )
@@ -210,7 +230,7 @@ fn index_text(tx: &Connection, id: i64, repo: &RepoName, info: &AgentInfo) -> Re
 fn hide(tx: &Connection, id: i64) -> Result<()> {
     let err = || db_err("updating the catalogue");
     tx.execute(
-        "UPDATE agents SET tag = NULL, digest = NULL WHERE id = ?1",
+        "UPDATE agents SET tag = NULL, digest = NULL, tags = NULL WHERE id = ?1",
         params![id],
     )
     .map_err(err())?;
@@ -283,221 +303,136 @@ fn name_like(text: &str) -> Option<String> {
     ok.then_some(t)
 }
 
-/// How a search's text is matched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TextMatch {
-    /// Every word, against names and descriptions (the FTS5 word index).
-    Words,
-    /// The text as a substring of names (the trigram index): the fallback when no words match.
-    Substring,
+/// The catalogue version: the change number of the last changed `agents` row.
+pub(super) fn version(c: &Connection) -> Result<i64> {
+    c.prepare_cached("SELECT version FROM catalogue_version")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(db_err("reading the catalogue version"))
 }
 
-/// The WHERE clause and parameters shared by a search's page and its count.
-struct Filter {
-    sql: String,
-    params: Vec<Value>,
-    /// The lower-cased text, when it could be (part of) a name: relevance ranks by it.
-    name: Option<String>,
-    /// Whether the text restricts the rows (so the page query sorts every match anyway).
-    has_text: bool,
-}
-
-impl Filter {
-    /// Adds `AND clause`, numbering its `?` placeholders after those already added.
-    fn and(&mut self, clause: &str, values: impl IntoIterator<Item = Value>) {
-        self.sql.push_str(" AND ");
-        for (i, part) in clause.split('?').enumerate() {
-            if i > 0 {
-                self.sql.push_str(&format!("?{}", self.params.len() + i));
-            }
-            self.sql.push_str(part);
-        }
-        self.params.extend(values);
+/// Brings `index` up to the catalogue version, reading only the `agents` rows changed since
+/// the version it is at (every row on the first call) from one snapshot; returns how many.
+pub(super) fn sync(c: &Connection, index: &mut CatalogueIndex) -> Result<usize> {
+    let err = || db_err("loading the catalogue index");
+    let snapshot = c.unchecked_transaction().map_err(err())?;
+    let version = version(&snapshot)?;
+    if index.version() >= Some(version) {
+        return Ok(0);
     }
+    let mut changed = snapshot
+        .prepare_cached(
+            "SELECT a.id, a.repo, a.tag IS NOT NULL, a.tags, a.author, a.created, a.size, a.downloads,
+                 a.rating_sum, a.rating_count, a.public,
+                 (SELECT json_group_array(capability) FROM agent_capabilities WHERE agent = a.id)
+             FROM agents a WHERE a.changed > ?1",
+        )
+        .map_err(err())?;
+    let rows = changed
+        .query_map([index.version().unwrap_or(-1)], change)
+        .map_err(err())?;
+    index.apply(version, rows).map_err(err())
 }
 
-fn filter(search: &Search, how: TextMatch) -> Filter {
+/// An `agents` row as the index takes it.
+fn change(r: &rusqlite::Row<'_>) -> rusqlite::Result<Change> {
+    let id = r.get(0)?;
+    if !r.get::<_, bool>(2)? {
+        return Ok(Change::Unlisted(id));
+    }
+    let tags: Option<String> = r.get(3)?;
+    let capabilities: String = r.get(11)?;
+    Ok(Change::Listed(Entry {
+        id,
+        repo: parse_repo(r.get(1)?)?,
+        tags: tags
+            .as_deref()
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+        author: r
+            .get::<_, Option<String>>(4)?
+            .unwrap_or_default()
+            .to_lowercase(),
+        capabilities: serde_json::from_str::<Vec<String>>(&capabilities)
+            .map_err(bad_value)?
+            .iter()
+            .map(|c| c.to_lowercase())
+            .collect(),
+        created: r.get::<_, Option<i64>>(5)?.unwrap_or(0),
+        size: r.get::<_, Option<i64>>(6)?.unwrap_or(0) as u64,
+        downloads: r.get::<_, i64>(7)? as u64,
+        rating_sum: r.get::<_, i64>(8)? as u64,
+        rating_count: r.get::<_, i64>(9)? as u64,
+        public: r.get(10)?,
+    }))
+}
+
+/// Agents whose words match every word of `text` (the FTS5 word index).
+fn word_matches(c: &Connection, text: &str) -> Result<Vec<i64>> {
+    let Some(query) = fts_query(text) else {
+        return Ok(Vec::new());
+    };
+    ids(
+        c,
+        "SELECT rowid FROM agents_text WHERE agents_text MATCH ?1",
+        query,
+    )
+}
+
+/// Agents whose name contains `name` (the trigram index; three characters or more).
+fn name_matches(c: &Connection, name: &str) -> Result<Vec<i64>> {
+    if name.len() < 3 {
+        return Ok(Vec::new());
+    }
+    ids(
+        c,
+        "SELECT rowid FROM agents_names WHERE name GLOB ?1",
+        format!("*{name}*"),
+    )
+}
+
+fn ids(c: &Connection, sql: &str, param: String) -> Result<Vec<i64>> {
+    c.prepare_cached(sql)
+        .and_then(|mut s| s.query_map([param], |r| r.get(0))?.collect())
+        .map_err(db_err("searching the catalogue"))
+}
+
+/// Searches the catalogue: words through the text index, everything else over `index`. Text
+/// that matches no agent's words but could be part of a name matches names containing it.
+pub(super) fn search(
+    c: &Connection,
+    index: &CatalogueIndex,
+    search: &Search,
+) -> Result<SearchPage> {
     let text = search
         .text
         .as_deref()
         .map(str::trim)
         .filter(|t| !t.is_empty());
-    let mut f = Filter {
-        sql: String::from("a.tag IS NOT NULL"),
-        params: Vec::new(),
-        name: text.and_then(name_like),
-        has_text: text.is_some(),
+    let found = match text {
+        None => index.search(search, &TextMatch::default()),
+        Some(text) => {
+            let name = name_like(text);
+            let words = word_matches(c, text)?;
+            let ids = match &name {
+                Some(n) if words.is_empty() => name_matches(c, n)?,
+                _ => words,
+            };
+            let text = TextMatch {
+                ids: Some(&ids),
+                name: name.as_deref(),
+            };
+            index.search(search, &text)
+        }
     };
-    if let Some(text) = text {
-        match (how, fts_query(text), &f.name) {
-            (TextMatch::Words, Some(q), _) => f.and(
-                "a.id IN (SELECT rowid FROM agents_text WHERE agents_text MATCH ?)",
-                [Value::Text(q)],
-            ),
-            (TextMatch::Substring, _, Some(n)) if n.len() >= 3 => f.and(
-                "a.id IN (SELECT rowid FROM agents_names WHERE name GLOB ?)",
-                [Value::Text(format!("*{n}*"))],
-            ),
-            // Only punctuation, or too short for a substring: nothing matches.
-            _ => f.and("0", []),
+    let mut hits = Vec::with_capacity(found.ids.len());
+    for id in found.ids {
+        // A row unlisted since the index was read is left out of its page.
+        if let Some(hit) = hit(c, id)? {
+            hits.push(hit);
         }
     }
-    if let Some(n) = &search.name {
-        f.and("a.repo = ?", [Value::Text(n.clone())]);
-    }
-    if let Some(t) = &search.tag {
-        f.and(
-            "EXISTS (SELECT 1 FROM tags t WHERE t.repo = a.repo AND t.name = ?)",
-            [Value::Text(t.clone())],
-        );
-    }
-    if let Some(c) = &search.capability {
-        f.and(
-            "a.id IN (SELECT agent FROM agent_capabilities WHERE capability = ?)",
-            [Value::Text(c.clone())],
-        );
-    }
-    if let Some(author) = &search.author {
-        let escaped = author
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        f.and(
-            "a.author LIKE ? ESCAPE '\\'",
-            [Value::Text(format!("%{escaped}%"))],
-        );
-    }
-    if let Some(t) = search.created_after {
-        f.and("a.created >= ?", [Value::Integer(t)]);
-    }
-    if let Some(t) = search.created_before {
-        f.and("a.created < ?", [Value::Integer(t)]);
-    }
-    if let Some(n) = search.size_min {
-        f.and("a.size >= ?", [Value::Integer(clamp(n))]);
-    }
-    if let Some(n) = search.size_max {
-        f.and("a.size <= ?", [Value::Integer(clamp(n))]);
-    }
-    if let Readable::Some {
-        public_by_default,
-        patterns,
-    } = &search.readable
-    {
-        let mut sql = String::from(
-            "(COALESCE((SELECT public FROM visibility v WHERE v.repo = a.repo), ?) = 1",
-        );
-        let mut values = vec![Value::Integer(i64::from(*public_by_default))];
-        for p in patterns {
-            match p.prefix() {
-                Some(prefix) => {
-                    sql.push_str(" OR substr(a.repo, 1, ?) = ?");
-                    values.push(Value::Integer(prefix.len() as i64));
-                    values.push(Value::Text(prefix.to_owned()));
-                }
-                None => {
-                    sql.push_str(" OR a.repo = ?");
-                    values.push(Value::Text(p.as_str().to_owned()));
-                }
-            }
-        }
-        sql.push(')');
-        f.and(&sql, values);
-    }
-    f
-}
-
-fn clamp(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-pub(super) fn search(c: &Connection, search: &Search) -> Result<SearchPage> {
-    let found = search_by(c, search, TextMatch::Words)?;
-    if found.total == 0 && search.text.as_deref().and_then(name_like).is_some() {
-        return search_by(c, search, TextMatch::Substring);
-    }
-    Ok(found)
-}
-
-fn search_by(c: &Connection, search: &Search, how: TextMatch) -> Result<SearchPage> {
-    let err = || db_err("searching the catalogue");
-    let Filter {
-        sql: filter_sql,
-        mut params,
-        name,
-        has_text,
-    } = filter(search, how);
-    let count_params = params.clone();
-    let order = match search.sort {
-        SortKey::Relevance => {
-            let mut order = String::new();
-            if let Some(n) = &name {
-                let i = params.len();
-                params.push(Value::Text(n.clone()));
-                params.push(Value::Text(format!("{n}*")));
-                params.push(Value::Text(format!("*/{n}*")));
-                order.push_str(&format!(
-                    "CASE WHEN a.repo = ?{a} OR a.repo GLOB '*/' || ?{a} THEN 0 WHEN a.repo GLOB ?{b} OR a.repo GLOB ?{c} THEN 1 WHEN a.repo GLOB '*' || ?{a} || '*' THEN 2 ELSE 3 END, ",
-                    a = i + 1,
-                    b = i + 2,
-                    c = i + 3,
-                ));
-            }
-            order.push_str("a.downloads DESC, a.repo");
-            order
-        }
-        SortKey::Downloads => "a.downloads DESC, a.repo".to_owned(),
-        SortKey::Rating => {
-            "a.rating_count = 0, a.rating_sum * 1.0 / a.rating_count DESC, a.rating_count DESC, a.repo"
-                .to_owned()
-        }
-        SortKey::Created => "a.created DESC, a.repo".to_owned(),
-        SortKey::Name => "a.repo".to_owned(),
-    };
-    params.push(Value::Integer(i64::from(search.limit)));
-    params.push(Value::Integer(clamp(search.offset)));
-    let n = params.len();
-    // With text, every match is sorted anyway, so the count comes with the page; without,
-    // the page stops early on an index and the count is its own query.
-    let count_column = if has_text { "count(*) OVER ()" } else { "0" };
-    let sql = format!(
-        "SELECT a.repo, a.tag, a.digest, a.info, a.created, a.size, a.downloads, a.rating_sum, a.rating_count, {count_column}
-         FROM agents a WHERE {filter_sql} ORDER BY {order} LIMIT ?{} OFFSET ?{}",
-        n - 1,
-        n
-    );
-    let mut total = None;
-    let mut hits = c
-        .prepare_cached(&sql)
-        .and_then(|mut s| {
-            s.query_map(params_from_iter(params.iter()), |r| {
-                let listing = Listing {
-                    info: decode(r.get(3)?),
-                    created: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
-                    size: r.get::<_, Option<i64>>(5)?.unwrap_or(0) as u64,
-                };
-                let (sum, count) = (r.get::<_, i64>(7)? as u64, r.get::<_, i64>(8)? as u64);
-                if has_text {
-                    total = Some(r.get::<_, i64>(9)?);
-                }
-                Ok(SearchHit {
-                    downloads: r.get::<_, i64>(6)? as u64,
-                    rating: catalogue::average(sum, count),
-                    rating_count: count,
-                    ..hit_of(r.get(0)?, r.get(1)?, r.get(2)?, listing)
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .map_err(err())?;
-    let total = match total {
-        Some(t) => t,
-        // No text, or a page past the end: count on its own.
-        None => c
-            .prepare_cached(&format!("SELECT count(*) FROM agents a WHERE {filter_sql}"))
-            .and_then(|mut s| s.query_row(params_from_iter(count_params.iter()), |r| r.get(0)))
-            .map_err(err())?,
-    };
     if let Some(tag) = &search.tag {
         for hit in &mut hits {
             show_tag(c, hit, tag)?;
@@ -505,8 +440,34 @@ fn search_by(c: &Connection, search: &Search, how: TextMatch) -> Result<SearchPa
     }
     Ok(SearchPage {
         hits,
-        total: total as u64,
+        total: found.total,
     })
+}
+
+/// Agent `id` as a search hit, showing its display tag.
+fn hit(c: &Connection, id: i64) -> Result<Option<SearchHit>> {
+    c.prepare_cached(
+        "SELECT repo, tag, digest, info, created, size, downloads, rating_sum, rating_count
+         FROM agents WHERE id = ?1 AND tag IS NOT NULL",
+    )
+    .and_then(|mut s| {
+        s.query_row([id], |r| {
+            let listing = Listing {
+                info: decode(r.get(3)?),
+                created: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+                size: r.get::<_, Option<i64>>(5)?.unwrap_or(0) as u64,
+            };
+            let (sum, count) = (r.get::<_, i64>(7)? as u64, r.get::<_, i64>(8)? as u64);
+            Ok(SearchHit {
+                downloads: r.get::<_, i64>(6)? as u64,
+                rating: catalogue::average(sum, count),
+                rating_count: count,
+                ..hit_of(r.get(0)?, r.get(1)?, r.get(2)?, listing)
+            })
+        })
+        .optional()
+    })
+    .map_err(db_err("searching the catalogue"))
 }
 
 /// Makes a hit show `tag` (which its repository has) instead of the tag search shows.
@@ -613,8 +574,11 @@ pub(super) fn add_downloads(tx: &Connection, counts: &[(RepoName, u64)]) -> Resu
         )
         .map_err(db_err("counting downloads"))?;
     for (repo, n) in counts {
-        add.execute(params![repo.as_str(), clamp(*n)])
-            .map_err(db_err("counting downloads"))?;
+        add.execute(params![
+            repo.as_str(),
+            i64::try_from(*n).unwrap_or(i64::MAX)
+        ])
+        .map_err(db_err("counting downloads"))?;
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use agent_registry_oci::{Digest, Reference, RepoName, Tag};
@@ -17,6 +17,7 @@ mod catalogue;
 mod schema;
 mod writer;
 
+use crate::catalogue_index::CatalogueIndex;
 use crate::{
     AgentRecord, MetadataError, MetadataStore, NewManifest, Page, RefKind, Referrer, Result,
     Search, SearchPage, StoredManifest, UploadRecord,
@@ -32,6 +33,11 @@ pub struct SqliteStore {
     durable: bool,
     writer: writer::Writer,
     readers: Mutex<Vec<Connection>>,
+    index: RwLock<CatalogueIndex>,
+}
+
+fn poisoned() -> MetadataError {
+    MetadataError::backend("searching the catalogue", "catalogue index poisoned")
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -87,6 +93,7 @@ impl SqliteStore {
             durable,
             writer: writer::Writer::spawn(conn, durable)?,
             readers: Mutex::new(Vec::new()),
+            index: RwLock::default(),
         })
     }
 
@@ -112,6 +119,19 @@ impl SqliteStore {
             let caught = self.writer.run(false, catalogue::catch_up).await?;
             tracing::debug!(repositories = caught, "catalogue caught up");
         }
+        Ok(())
+    }
+
+    /// Brings the in-memory catalogue index up to the database's catalogue version: the first
+    /// search loads every row, later ones only the rows changed since.
+    fn sync_index(&self) -> Result<()> {
+        let version = self.read(catalogue::version)?;
+        if self.index.read().map_err(|_| poisoned())?.version() >= Some(version) {
+            return Ok(());
+        }
+        let mut index = self.index.write().map_err(|_| poisoned())?;
+        let loaded = self.read(|c| catalogue::sync(c, &mut index))?;
+        tracing::debug!(loaded, agents = index.len(), "catalogue index in step");
         Ok(())
     }
 
@@ -572,7 +592,9 @@ impl MetadataStore for SqliteStore {
 
     async fn search(&self, search: &Search) -> Result<SearchPage> {
         self.catch_up().await?;
-        self.read(|c| catalogue::search(c, search))
+        self.sync_index()?;
+        let index = self.index.read().map_err(|_| poisoned())?;
+        self.read(|c| catalogue::search(c, &index, search))
     }
 
     async fn agent(&self, repo: &RepoName) -> Result<Option<AgentRecord>> {
@@ -641,6 +663,53 @@ mod tests {
             !store.read(catalogue::behind).expect("behind"),
             "nothing left pending"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn agents_listed_before_the_search_index_existed_are_found_by_tag_and_visibility() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("registry.db");
+        let mut conn = Connection::open(&path).expect("open");
+        schema::migrate_to(&mut conn, 3).expect("migrate to 3");
+        // What the catalogue of schema 3 held for two listed agents, one made public.
+        conn.execute_batch(
+            "INSERT INTO repositories (name, created_at) VALUES ('old/open', 0), ('old/closed', 0);
+             INSERT INTO manifests (repo, digest, media_type, size, content, annotations, created_at)
+                 VALUES ('old/open', 'sha256:aa', 'm', 1, x'00', '{}', 0),
+                        ('old/closed', 'sha256:bb', 'm', 1, x'00', '{}', 0);
+             INSERT INTO tags (repo, name, digest, updated_at)
+                 VALUES ('old/open', 'latest', 'sha256:aa', 0), ('old/open', 'v1', 'sha256:aa', 0),
+                        ('old/closed', 'latest', 'sha256:bb', 0);
+             INSERT INTO agents (repo, tag, digest, info, created, size)
+                 VALUES ('old/open', 'latest', 'sha256:aa', '{}', 0, 1),
+                        ('old/closed', 'latest', 'sha256:bb', '{}', 0, 1);
+             INSERT INTO visibility (repo, public) VALUES ('old/open', 1);",
+        )
+        .expect("schema 3 rows");
+        drop(conn);
+        let store = SqliteStore::open(&path, false).expect("upgrade");
+        let found = |tag: Option<&str>, readable: crate::access::Readable| {
+            let store = &store;
+            let search = Search {
+                tag: tag.map(str::to_owned),
+                readable,
+                limit: 10,
+                ..Search::default()
+            };
+            async move {
+                let page = store.search(&search).await.expect("search");
+                page.hits.into_iter().map(|h| h.name).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            found(Some("v1"), crate::access::Readable::All).await,
+            ["old/open"]
+        );
+        let anonymous = crate::access::Readable::Some {
+            public_by_default: false,
+            patterns: Vec::new(),
+        };
+        assert_eq!(found(None, anonymous).await, ["old/open"]);
     }
 
     #[tokio::test(flavor = "multi_thread")]

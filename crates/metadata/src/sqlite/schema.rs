@@ -192,13 +192,57 @@ CREATE TRIGGER visibility_changed_i AFTER INSERT ON visibility BEGIN UPDATE acce
 CREATE TRIGGER visibility_changed_u AFTER UPDATE ON visibility BEGIN UPDATE access_version SET version = version + 1; END;
 CREATE TRIGGER visibility_changed_d AFTER DELETE ON visibility BEGIN UPDATE access_version SET version = version + 1; END;
 "#,
+    r#"
+-- Search runs over an in-memory index of the agents rows (catalogue_index.rs), kept in step
+-- by a change sequence: every change to a row's searchable columns gives it the next number
+-- in `changed`, and a node reloads the rows changed since the number its index is at. The
+-- SQL sort indexes are no longer read.
+ALTER TABLE agents ADD COLUMN tags TEXT;           -- every tag name, sorted, one per line
+ALTER TABLE agents ADD COLUMN public INTEGER;      -- visibility, NULL for the default
+ALTER TABLE agents ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
+UPDATE agents SET public = (SELECT public FROM visibility v WHERE v.repo = agents.repo);
+UPDATE agents SET tags = (SELECT group_concat(name, char(10)) FROM
+    (SELECT name FROM tags t WHERE t.repo = agents.repo ORDER BY name)) WHERE tag IS NOT NULL;
+DROP INDEX agents_created;
+DROP INDEX agents_downloads;
+DROP INDEX agents_size;
+DROP INDEX agents_rating;
+CREATE INDEX agents_changed ON agents(changed);
+CREATE TABLE catalogue_version (id INTEGER PRIMARY KEY CHECK (id = 0), version INTEGER NOT NULL);
+INSERT INTO catalogue_version VALUES (0, 0);
+CREATE TRIGGER agents_added AFTER INSERT ON agents BEGIN
+    UPDATE catalogue_version SET version = version + 1;
+    UPDATE agents SET changed = (SELECT version FROM catalogue_version),
+        public = (SELECT public FROM visibility v WHERE v.repo = NEW.repo)
+        WHERE id = NEW.id;
+END;
+CREATE TRIGGER agents_updated AFTER UPDATE OF tag, digest, info, tags, author, created, size,
+    downloads, rating_sum, rating_count, public ON agents BEGIN
+    UPDATE catalogue_version SET version = version + 1;
+    UPDATE agents SET changed = (SELECT version FROM catalogue_version) WHERE id = NEW.id;
+END;
+CREATE TRIGGER visibility_agents_i AFTER INSERT ON visibility BEGIN
+    UPDATE agents SET public = NEW.public WHERE repo = NEW.repo;
+END;
+CREATE TRIGGER visibility_agents_u AFTER UPDATE ON visibility BEGIN
+    UPDATE agents SET public = NEW.public WHERE repo = NEW.repo;
+END;
+CREATE TRIGGER visibility_agents_d AFTER DELETE ON visibility BEGIN
+    UPDATE agents SET public = NULL WHERE repo = OLD.repo;
+END;
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
+    migrate_to(conn, MIGRATIONS.len())
+}
+
+/// Applies the migrations not yet run, up to the first `last`.
+pub(super) fn migrate_to(conn: &mut Connection, last: usize) -> Result<()> {
     let done: usize = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(db_err("reading the schema version"))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+    for (i, sql) in MIGRATIONS.iter().enumerate().take(last).skip(done) {
         let tx = conn.transaction().map_err(db_err("migrating"))?;
         tx.execute_batch(sql).map_err(db_err("migrating"))?;
         tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
