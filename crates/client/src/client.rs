@@ -135,6 +135,11 @@ impl Client {
         &self.inner.options
     }
 
+    /// The HTTP client itself, for requests that must go without credentials.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
     /// An absolute URL for a path under the registry, or a `Location` the registry sent.
     pub(crate) fn url(&self, path: &str) -> Result<Url> {
         self.inner.base.join(path).map_err(|e| Error::Protocol {

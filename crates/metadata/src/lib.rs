@@ -262,4 +262,7 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Records `rater`'s rating of `repo` (replacing an earlier one) and returns the new
     /// `(sum, count)`; `None` if the repository has no tag.
     async fn rate(&self, repo: &RepoName, rater: &str, stars: u8) -> Result<Option<(u64, u64)>>;
+
+    /// Answers once the database does (a health check).
+    async fn ping(&self) -> Result<()>;
 }

@@ -11,6 +11,7 @@ pub mod access;
 pub mod catalogue;
 pub mod digest;
 pub mod error;
+pub mod health;
 pub mod manifest;
 pub mod media;
 pub mod name;

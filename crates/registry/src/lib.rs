@@ -10,6 +10,7 @@ pub mod blob;
 pub mod catalogue;
 mod error;
 mod hashing;
+pub mod health;
 pub mod listing;
 pub mod manifest;
 pub mod upload;
@@ -38,6 +39,8 @@ pub struct Limits {
     pub manifest_max_bytes: usize,
     /// An upload body that sends nothing for this long is abandoned.
     pub body_idle_timeout: Duration,
+    /// Free space to keep in blob storage: writes that would leave less are refused. 0: off.
+    pub min_free_bytes: u64,
 }
 
 impl Default for Limits {
@@ -45,6 +48,7 @@ impl Default for Limits {
         Limits {
             manifest_max_bytes: 4 << 20,
             body_idle_timeout: Duration::from_secs(60),
+            min_free_bytes: 0,
         }
     }
 }

@@ -16,6 +16,9 @@ use tracing::{debug, warn};
 use crate::hashing::{HashPipe, hash_stream};
 use crate::{Body, Error, Registry, Result};
 
+/// How often a body of unknown length is weighed against the free-space floor.
+const SPACE_CHECK_EVERY: u64 = 64 << 20;
+
 /// The running hash of an upload: valid when `offset` equals the upload's size.
 pub(crate) struct HashState {
     offset: u64,
@@ -299,13 +302,21 @@ impl Registry {
         if info.content_length == Some(0) {
             return Ok(size);
         }
+        // A body of known length is weighed before a byte is written; one of unknown length
+        // as it arrives.
+        self.check_space(info.content_length.unwrap_or(0)).await?;
         let hasher = self.take_hasher(id, state, size).await?;
         let mut pipe = HashPipe::new(hasher, info.content_length);
         let mut writer = self.inner.blobs.append(id).await?;
         let mut received = 0u64;
+        let mut weighed = 0u64;
         let idle = self.inner.limits.body_idle_timeout;
         let outcome: Result<()> = async {
             loop {
+                if info.content_length.is_none() && received - weighed >= SPACE_CHECK_EVERY {
+                    self.check_space(0).await?;
+                    weighed = received;
+                }
                 let next = tokio::time::timeout(idle, body.next())
                     .await
                     .map_err(|_| Error::BodyFailed(format!("no data for {}s", idle.as_secs())))?;

@@ -5,7 +5,9 @@
 //! listen: 0.0.0.0:5000
 //! root: ./agent-registry-data        # blobs/, uploads/ and registry.db live here
 //! log: { level: info, format: text } # format: text | json
-//! storage: { fsync: true }           # false trades durability on power loss for speed
+//! storage:
+//!   fsync: true                      # false trades durability on power loss for speed
+//!   min_free_bytes: 0                # refuse pushes (507) that would leave less free; 0: off
 //! limits:
 //!   manifest_max_bytes: 4194304
 //!   body_idle_timeout_secs: 60       # an upload body silent this long is abandoned
@@ -50,6 +52,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("AAC_LOG_LEVEL", "log.level"),
     ("AGENT_REGISTRY_LOG_FORMAT", "log.format"),
     ("AGENT_REGISTRY_FSYNC", "storage.fsync"),
+    ("AGENT_REGISTRY_MIN_FREE_BYTES", "storage.min_free_bytes"),
     ("AGENT_REGISTRY_AUTH", "auth.enabled"),
     ("AGENT_REGISTRY_ADMIN_USER", "auth.admin.name"),
     ("AGENT_REGISTRY_ADMIN_PASSWORD", "auth.admin.password"),
@@ -226,6 +229,9 @@ pub enum LogFormat {
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     pub fsync: bool,
+    /// Free space to keep under the root: a push that would leave less is refused before any
+    /// byte is written, and readiness fails below it. 0 turns the floor off.
+    pub min_free_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -248,7 +254,7 @@ impl Default for Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 5000)),
             root: PathBuf::from("agent-registry-data"),
             log: LogConfig::default(),
-            storage: StorageConfig { fsync: true },
+            storage: StorageConfig::default(),
             limits: LimitsConfig::default(),
             uploads: UploadsConfig {
                 expire_after_hours: 24,
@@ -273,7 +279,10 @@ impl Default for LogConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { fsync: true }
+        StorageConfig {
+            fsync: true,
+            min_free_bytes: 0,
+        }
     }
 }
 
@@ -333,6 +342,10 @@ impl Config {
                 "AGENT_REGISTRY_FSYNC" => {
                     self.storage.fsync =
                         boolean(&value).ok_or_else(|| anyhow::anyhow!(bad("true or false")))?
+                }
+                "AGENT_REGISTRY_MIN_FREE_BYTES" => {
+                    self.storage.min_free_bytes =
+                        value.parse().with_context(|| bad("a number of bytes"))?
                 }
                 "AGENT_REGISTRY_AUTH" => {
                     self.auth.enabled =
@@ -432,6 +445,7 @@ impl Config {
         agent_registry_registry::Limits {
             manifest_max_bytes: self.limits.manifest_max_bytes,
             body_idle_timeout: Duration::from_secs(self.limits.body_idle_timeout_secs),
+            min_free_bytes: self.storage.min_free_bytes,
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct AppState {
     pub registry: Registry,
     pub access: Access,
     pub config: Arc<Config>,
+    /// When this server started (for its uptime).
+    pub started: std::time::Instant,
 }
 
 impl AppState {
@@ -76,6 +78,7 @@ impl AppState {
             registry,
             access,
             config: Arc::new(config),
+            started: std::time::Instant::now(),
         })
     }
 }

@@ -11,6 +11,7 @@ use std::io::{self, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use agent_registry_oci::Digest;
 use bytes::Bytes;
@@ -100,8 +101,36 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| StorageError::io("running a storage task", io::Error::other(e)))?
 }
 
+/// Names probe files apart when health checks overlap.
+static PROBES: AtomicU64 = AtomicU64::new(0);
+
 #[async_trait::async_trait]
 impl BlobStore for FsBlobStore {
+    async fn available(&self) -> Result<Option<u64>> {
+        let root = self.root.clone();
+        blocking(move || {
+            let stat = rustix::fs::statvfs(&root)
+                .map_err(|e| StorageError::io("reading free space", e.into()))?;
+            Ok(Some(stat.f_bavail.saturating_mul(stat.f_frsize)))
+        })
+        .await
+    }
+
+    async fn probe(&self) -> Result<()> {
+        let n = PROBES.fetch_add(1, Ordering::Relaxed);
+        // Where uploads begin, so the probe fails exactly when pushes would; upload ids
+        // never start with a dot, and listings leave dotfiles out.
+        let path = self.root.join("uploads").join(format!(".probe-{n}"));
+        blocking(move || {
+            let written = File::create_new(&path).and_then(|mut f| f.write_all(b"probe"));
+            let removed = fs::remove_file(&path);
+            written
+                .and(removed)
+                .map_err(|e| StorageError::io("writing a probe file", e))
+        })
+        .await
+    }
+
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
         match tokio::fs::metadata(self.blob_path(digest)).await {
             Ok(m) => Ok(Some(m.len())),
@@ -208,7 +237,9 @@ impl BlobStore for FsBlobStore {
             let mut ids = Vec::new();
             for entry in fs::read_dir(dir).map_err(|e| StorageError::io("listing uploads", e))? {
                 let entry = entry.map_err(|e| StorageError::io("listing uploads", e))?;
-                if let Some(name) = entry.file_name().to_str() {
+                if let Some(name) = entry.file_name().to_str()
+                    && !name.starts_with('.')
+                {
                     ids.push(name.to_owned());
                 }
             }

@@ -103,6 +103,13 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Ids of every upload in storage, for cleaning up abandoned ones.
     async fn list_uploads(&self) -> Result<Vec<String>>;
+
+    /// Bytes free for new data where the store writes; `None` when it cannot tell (object
+    /// storage has no such figure).
+    async fn available(&self) -> Result<Option<u64>>;
+
+    /// Proves the store can write right now, by writing and removing a small file.
+    async fn probe(&self) -> Result<()>;
 }
 
 /// Appends to an upload. Dropping it without `finish` leaves a prefix of what was written.

@@ -22,6 +22,17 @@ pub async fn run_all(store: &dyn BlobStore) {
     upload_append_commit_read(store).await;
     abort_discards(store).await;
     unknown_things_are_reported(store).await;
+    probes_leave_nothing_behind(store).await;
+}
+
+async fn probes_leave_nothing_behind(store: &dyn BlobStore) {
+    let uploads = store.list_uploads().await.expect("list");
+    store.probe().await.expect("probe a writable store");
+    store.probe().await.expect("probe again");
+    assert_eq!(store.list_uploads().await.expect("list"), uploads);
+    if let Some(free) = store.available().await.expect("free space") {
+        assert!(free > 0, "a store that just wrote has room");
+    }
 }
 
 async fn upload_append_commit_read(store: &dyn BlobStore) {

@@ -1,10 +1,13 @@
-//! `agent registry ...`: operating an Agent Registry over its `/api/v1`: checking
-//! credentials, permissions, repository visibility, users and robots, API tokens and the
-//! access log. The registry comes from `--registry`, `--profile`, a host in the repository
+//! `agent registry ...`: operating an Agent Registry over its `/api/v1`: reachability and
+//! health, checking credentials, permissions, repository visibility, users and robots, API
+//! tokens and the access log. The registry comes from `--registry`, `--profile`, a host in the repository
 //! argument (`localhost:5000/team/agent`) or `AGENT_REGISTRY_URL`.
+
+use std::time::Duration;
 
 use agent_registry_client::Client;
 use agent_registry_oci::access::{Grant, GrantFilter, LogFilter, NewToken, NewUser, TokenFilter};
+use agent_registry_oci::health::HealthStatus;
 use anyhow::bail;
 use clap::Subcommand;
 
@@ -14,6 +17,34 @@ use crate::target::RegistryArgs;
 
 #[derive(Debug, Subcommand)]
 pub enum RegistryCommand {
+    /// Round-trip time to a registry and the API version it speaks.
+    #[command(after_help = "Examples:
+  agent registry ping --registry localhost:5000
+  agent registry ping --registry registry.example.com -o json")]
+    Ping {
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Whether an Agent Registry is ready: storage writable, database reachable, free space
+    /// above its floor.
+    #[command(
+        after_help = "Exits 1 when a check fails (the registry answers 503), 5 when it \
+cannot be reached.
+
+Examples:
+  agent registry health --registry localhost:5000
+  agent registry health --detailed --timeout 5s -o json"
+    )]
+    Health {
+        /// Show each check with its latency and what it found.
+        #[arg(long)]
+        detailed: bool,
+        /// Give up after this long: 500ms, 30s, 1m.
+        #[arg(long, default_value = "30s", value_parser = timeout)]
+        timeout: Duration,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
     /// Check the credentials for a registry: who it takes you to be.
     #[command(subcommand)]
     Auth(AuthCommand),
@@ -249,8 +280,20 @@ fn client_for<'a>(
     Ok((ctx.env().catalogue(&args)?, repo))
 }
 
+fn timeout(s: &str) -> Result<Duration, String> {
+    agent_registry_agent::spec::parse_duration(s)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s:?} is not a duration such as 500ms, 30s or 1m"))
+}
+
 pub async fn run(ctx: &Context, command: RegistryCommand) -> anyhow::Result<()> {
     match command {
+        RegistryCommand::Ping { registry } => ping(ctx, &registry).await,
+        RegistryCommand::Health {
+            detailed,
+            timeout,
+            registry,
+        } => health(ctx, detailed, timeout, &registry).await,
         RegistryCommand::Auth(AuthCommand::Test { registry }) => auth_test(ctx, &registry).await,
         RegistryCommand::Permission(c) => permission(ctx, c).await,
         RegistryCommand::Visibility {
@@ -320,6 +363,104 @@ pub async fn run(ctx: &Context, command: RegistryCommand) -> anyhow::Result<()> 
                 &rows,
             )
         }
+    }
+}
+
+async fn ping(ctx: &Context, registry: &RegistryArgs) -> anyhow::Result<()> {
+    let (client, _) = client_for(ctx, None, registry)?;
+    let ping = client.round_trip().await?;
+    let ms = ping.round_trip.as_secs_f64() * 1e3;
+    if ctx.output == Format::Json {
+        return output::json(&serde_json::json!({
+            "registry": client.host(),
+            "round_trip_ms": ms,
+            "api_version": ping.api_version,
+            "needs_auth": ping.needs_auth,
+        }));
+    }
+    let api = ping
+        .api_version
+        .as_deref()
+        .unwrap_or("no API version header");
+    let auth = if ping.needs_auth {
+        ", credentials required"
+    } else {
+        ""
+    };
+    println!("{}: {ms:.1} ms, {api}{auth}", client.host());
+    Ok(())
+}
+
+async fn health(
+    ctx: &Context,
+    detailed: bool,
+    timeout: Duration,
+    registry: &RegistryArgs,
+) -> anyhow::Result<()> {
+    let (client, _) = client_for(ctx, None, registry)?;
+    // Always asked in detail, so a failure can say which check failed.
+    let Ok(health) = tokio::time::timeout(timeout, client.health(true)).await else {
+        bail!(
+            "{} did not answer its health check within {}",
+            client.host(),
+            humanize(timeout)
+        );
+    };
+    let health = health?;
+    let mut shown = health.clone();
+    if !detailed {
+        shown.checks.clear();
+    }
+    if ctx.output == Format::Json {
+        output::json(&shown)?;
+    } else {
+        let status = match health.status {
+            HealthStatus::Ok => "ok",
+            HealthStatus::Failing => "FAILING",
+        };
+        println!(
+            "{}: {status} (version {}, up {})",
+            client.host(),
+            health.version,
+            humanize(Duration::from_secs(health.uptime_secs))
+        );
+        if !shown.checks.is_empty() {
+            let rows: Vec<Vec<String>> = shown
+                .checks
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.name.clone(),
+                        if c.ok { "ok" } else { "FAILING" }.to_owned(),
+                        format!("{:.1} ms", c.latency_ms),
+                        c.message.clone(),
+                    ]
+                })
+                .collect();
+            output::table(&["CHECK", "STATUS", "LATENCY", "MESSAGE"], &rows)?;
+        }
+    }
+    if health.status == HealthStatus::Failing {
+        let failing: Vec<String> = health
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.name, c.message))
+            .collect();
+        bail!("{} is not healthy: {}", client.host(), failing.join("; "));
+    }
+    Ok(())
+}
+
+/// `1h 5m`, `42s`, `500ms`.
+fn humanize(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 if d.subsec_millis() > 0 => format!("{}ms", d.as_millis()),
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m {}s", secs / 60, secs % 60),
+        3600..86400 => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d {}h", secs / 86400, secs % 86400 / 3600),
     }
 }
 

@@ -7,6 +7,7 @@ mod engine;
 mod faults;
 mod interop;
 mod node;
+mod operate;
 mod support;
 mod token;
 mod workflow;

@@ -608,6 +608,13 @@ impl MetadataStore for SqliteStore {
             .await
     }
 
+    async fn ping(&self) -> Result<()> {
+        self.read(|c| {
+            c.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(db_err("reaching the database"))
+        })
+    }
+
     async fn rate(&self, repo: &RepoName, rater: &str, stars: u8) -> Result<Option<(u64, u64)>> {
         self.catch_up().await?;
         let (repo, rater) = (repo.clone(), rater.to_owned());

@@ -35,12 +35,7 @@ async fn search(
     who: Option<Extension<Who>>,
     query: Result<Query<SearchQuery>, QueryRejection>,
 ) -> ApiResult {
-    let Query(query) = query.map_err(|e| {
-        ApiError::new(
-            ErrorCode::ParameterInvalid,
-            format!("bad search parameters: {}", e.body_text()),
-        )
-    })?;
+    let query = super::parameters("search", query)?;
     let who = who.map_or_else(Who::anonymous, |Extension(w)| w);
     let readable = state.access.readable(&who.caller).await;
     Ok(Json(state.registry.search(&query, readable).await?).into_response())

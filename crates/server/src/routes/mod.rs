@@ -11,24 +11,27 @@ mod blobs;
 mod catalog;
 mod catalogue;
 mod distribution;
+mod health;
 mod manifests;
 mod referrers;
 mod tags;
 mod token;
 mod uploads;
 
+use agent_registry_oci::ErrorCode;
 use axum::Router;
+use axum::extract::Query;
+use axum::extract::rejection::QueryRejection;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
-use axum::routing::get;
 
 use crate::AppState;
+use crate::error::{ApiError, ApiResult};
 
 pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
 
 pub fn router(state: AppState) -> Router {
     let routes = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
         .merge(distribution::routes())
         .merge(catalogue::routes())
         .merge(token::routes())
@@ -44,10 +47,23 @@ pub fn router(state: AppState) -> Router {
     } else {
         routes
     };
+    // Probes need neither credentials nor a rate limit.
     routes
+        .merge(health::routes())
         .layer(axum::middleware::map_response(api_version_header))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// A parsed query string, or 400 `PARAMETER_INVALID` saying what is wrong with it (`what`
+/// names the parameters: `search`, `health`).
+fn parameters<T>(what: &str, query: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
+    query.map(|Query(t)| t).map_err(|e| {
+        ApiError::new(
+            ErrorCode::ParameterInvalid,
+            format!("bad {what} parameters: {}", e.body_text()),
+        )
+    })
 }
 
 /// Every response says which API it speaks, as docker expects.

@@ -347,6 +347,9 @@ fn the_openapi_file_documents_every_route_and_query_parameter() {
         "/api/v1/permissions",
         "/api/v1/repositories/{name}",
         "/api/v1/access-logs",
+        "/healthz",
+        "/readyz",
+        "/api/v1/health",
     ] {
         assert!(paths.get(path).is_some(), "{path} is not documented");
     }

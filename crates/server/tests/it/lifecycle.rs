@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use tokio::process::{Child, Command};
 
-use crate::support::{header, sha256};
+use crate::support::{TinyFs, header, sha256};
 
 /// The real binary, with the default (durable) configuration, over `root`.
 async fn spawn_binary(root: &std::path::Path) -> (Child, String) {
@@ -135,34 +135,6 @@ async fn sigterm_lets_an_in_flight_upload_finish_then_exits_cleanly() {
         .expect("exits")
         .expect("status");
     assert!(exit.success(), "clean exit after draining: {exit}");
-}
-
-/// A small tmpfs, unmounted on drop.
-struct TinyFs(tempfile::TempDir);
-
-impl TinyFs {
-    async fn mount(bytes: usize) -> TinyFs {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .await
-            .expect("run mount");
-        assert!(
-            status.success(),
-            "mounting a tmpfs needs root (scripts/test runs as root)"
-        );
-        TinyFs(dir)
-    }
-}
-
-impl Drop for TinyFs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.0.path())
-            .status();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

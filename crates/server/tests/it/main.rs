@@ -9,6 +9,7 @@ mod access;
 mod base;
 mod blobs;
 mod catalogue;
+mod health;
 mod interop;
 mod interop_auth;
 mod lifecycle;

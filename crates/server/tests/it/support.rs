@@ -56,6 +56,18 @@ impl TestRegistry {
         format!("{}/v2/{path}", self.url)
     }
 
+    /// GETs `path` (from the root) and parses the JSON body.
+    pub async fn get_json_at(&self, path: &str) -> Value {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), StatusCode::OK, "GET {path}");
+        r.json().await.expect("json body")
+    }
+
     /// GETs `/v2/<path>` and parses the JSON body.
     pub async fn get_json(&self, path: &str) -> Value {
         let r = self.http.get(self.v2(path)).send().await.expect("get");
@@ -232,4 +244,36 @@ pub async fn assert_error(r: Response, status: StatusCode, code: &str) -> String
 
 pub fn header<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
     r.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A small tmpfs on a temporary directory, unmounted on drop. Needs root (`scripts/test`).
+pub struct TinyFs(pub tempfile::TempDir);
+
+impl TinyFs {
+    pub async fn mount(bytes: usize) -> TinyFs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let status = tokio::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .await
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (scripts/test runs as root)"
+        );
+        TinyFs(dir)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
 }

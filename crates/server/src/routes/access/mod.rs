@@ -41,12 +41,7 @@ fn body<T>(json: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
 }
 
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
-    q.map(|Query(t)| t).map_err(|e| {
-        ApiError::new(
-            ErrorCode::ParameterInvalid,
-            format!("bad query parameters: {}", e.body_text()),
-        )
-    })
+    super::parameters("query", q)
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {

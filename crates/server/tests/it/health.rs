@@ -1,0 +1,246 @@
+//! Probes and the free-space floor: `/healthz`, `/readyz` and `/api/v1/health` answer without
+//! credentials and report each check; readiness fails while storage cannot be written or free
+//! space is under the floor; a push that would cross the floor is refused before a byte is written.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::support::{TestRegistry, TinyFs, assert_error, sha256, spawn_binary};
+
+fn check<'a>(health: &'a Value, name: &str) -> &'a Value {
+    health["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no {name} check in {health}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_answer_anyone_and_report_each_check() {
+    let reg = TestRegistry::start_with(|c| c.auth.enabled = true).await;
+    let live = reg
+        .http
+        .get(format!("{}/healthz", reg.url))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(live.status(), StatusCode::OK);
+
+    let ready = reg
+        .http
+        .get(format!("{}/readyz", reg.url))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), StatusCode::OK, "no credentials needed");
+    let ready: Value = ready.json().await.expect("json");
+    assert_eq!(ready["status"], "ok", "{ready}");
+    for name in ["storage", "database", "free_space"] {
+        let c = check(&ready, name);
+        assert_eq!(c["ok"], true, "{c}");
+        assert!(c["latency_ms"].as_f64().is_some(), "{c}");
+    }
+    assert_eq!(check(&ready, "storage")["message"], "writable");
+
+    let plain = reg.get_json_at("/api/v1/health").await;
+    assert_eq!(plain["status"], "ok");
+    assert_eq!(plain["version"], env!("CARGO_PKG_VERSION"));
+    assert!(plain["uptime_secs"].as_u64().is_some(), "{plain}");
+    assert!(plain.get("checks").is_none(), "checks only when detailed");
+    let detailed = reg.get_json_at("/api/v1/health?detailed=true").await;
+    assert_eq!(detailed["checks"].as_array().map(Vec::len), Some(3));
+
+    let r = reg
+        .http
+        .get(format!("{}/api/v1/health?detailed=maybe", reg.url))
+        .send()
+        .await
+        .expect("health");
+    let message = assert_error(r, StatusCode::BAD_REQUEST, "PARAMETER_INVALID").await;
+    assert!(message.contains("detailed"), "{message}");
+}
+
+async fn ready(http: &reqwest::Client, url: &str) -> (StatusCode, Value) {
+    let r = http
+        .get(format!("{url}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    (r.status(), r.json().await.expect("json"))
+}
+
+/// Sets or clears the immutable attribute of `dir`: not even root may then add files to it.
+async fn immutable(dir: &std::path::Path, on: bool) {
+    let status = tokio::process::Command::new("chattr")
+        .arg(if on { "+i" } else { "-i" })
+        .arg(dir)
+        .status()
+        .await
+        .expect("run chattr");
+    assert!(status.success(), "chattr on {}", dir.display());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root to mount a small tmpfs: run scripts/test"]
+async fn readiness_fails_while_storage_cannot_be_written_and_pulls_go_on() {
+    let fs = TinyFs::mount(16 << 20).await;
+    let (_child, url) = spawn_binary(fs.path(), &[], std::process::Stdio::inherit()).await;
+    let http = reqwest::Client::new();
+    let blob = b"pulled while storage cannot be written";
+    let digest = sha256(blob);
+    let r = http
+        .post(format!("{url}/v2/ro/app/blobs/uploads/?digest={digest}"))
+        .body(blob.to_vec())
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(ready(&http, &url).await.0, StatusCode::OK);
+
+    let uploads = fs.path().join("uploads");
+    immutable(&uploads, true).await;
+    let (status, health) = ready(&http, &url).await;
+    let r = http
+        .get(format!("{url}/v2/ro/app/blobs/{digest}"))
+        .send()
+        .await
+        .expect("pull");
+    let pulled = r.bytes().await.expect("body");
+    immutable(&uploads, false).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+    assert_eq!(health["status"], "failing");
+    let storage = check(&health, "storage");
+    assert_eq!(storage["ok"], false, "{storage}");
+    assert!(
+        storage["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("probe") && m.contains("not permitted")),
+        "{storage}"
+    );
+    assert_eq!(check(&health, "database")["ok"], true, "{health}");
+    assert_eq!(pulled, &blob[..], "pulls still work");
+    assert_eq!(ready(&http, &url).await.0, StatusCode::OK);
+}
+
+/// Sum of the sizes of the files under `dir`.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            let meta = e.metadata().expect("metadata");
+            if meta.is_dir() {
+                bytes_under(&e.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root to mount a small tmpfs: run scripts/test"]
+async fn pushes_that_would_cross_the_free_space_floor_are_refused_before_writing() {
+    let fs = TinyFs::mount(32 << 20).await;
+    let floor = (16 << 20).to_string();
+    let (_child, url) = spawn_binary(
+        fs.path(),
+        &[("AGENT_REGISTRY_MIN_FREE_BYTES", &floor)],
+        std::process::Stdio::inherit(),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let kept = vec![1u8; 4 << 20];
+    let kept_digest = sha256(&kept);
+    let r = http
+        .post(format!(
+            "{url}/v2/floor/app/blobs/uploads/?digest={kept_digest}"
+        ))
+        .body(kept.clone())
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(r.status(), StatusCode::CREATED, "room above the floor");
+    let blobs_before = bytes_under(&fs.path().join("blobs"));
+
+    // 14 MiB more would leave about 14 MiB free, under the 16 MiB floor: in one request, and
+    // as a chunk of an upload session.
+    let big = vec![2u8; 14 << 20];
+    let big_digest = sha256(&big);
+    let r = http
+        .post(format!(
+            "{url}/v2/floor/app/blobs/uploads/?digest={big_digest}"
+        ))
+        .body(big.clone())
+        .send()
+        .await
+        .expect("push");
+    let message = assert_error(r, StatusCode::INSUFFICIENT_STORAGE, "UNKNOWN").await;
+    assert!(
+        message.starts_with("insufficient storage space") && message.contains("floor"),
+        "{message}"
+    );
+    let r = http
+        .post(format!("{url}/v2/floor/app/blobs/uploads/"))
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let r = http
+        .patch(format!("{url}{location}"))
+        .header("content-range", format!("0-{}", big.len() - 1))
+        .body(big.clone())
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
+    assert_eq!(
+        bytes_under(&fs.path().join("uploads")),
+        0,
+        "nothing written"
+    );
+    assert_eq!(bytes_under(&fs.path().join("blobs")), blobs_before);
+    let r = http
+        .get(format!("{url}/v2/floor/app/blobs/{kept_digest}"))
+        .send()
+        .await
+        .expect("pull");
+    assert_eq!(r.bytes().await.expect("body"), &kept[..], "pulls go on");
+    assert_eq!(ready(&http, &url).await.0, StatusCode::OK);
+
+    // Something else fills the disk under the floor: readiness fails, and even a small push is
+    // refused, until the space comes back.
+    let filler = fs.path().join("filler");
+    std::fs::write(&filler, vec![0u8; 13 << 20]).expect("fill");
+    let (status, health) = ready(&http, &url).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+    let free = check(&health, "free_space");
+    assert!(
+        free["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("below the floor")),
+        "{free}"
+    );
+    let small = b"small";
+    let push_small = || {
+        http.post(format!(
+            "{url}/v2/floor/app/blobs/uploads/?digest={}",
+            sha256(small)
+        ))
+        .body(small.to_vec())
+        .send()
+    };
+    assert_eq!(
+        push_small().await.expect("push").status(),
+        StatusCode::INSUFFICIENT_STORAGE
+    );
+    std::fs::remove_file(&filler).expect("unfill");
+    assert_eq!(ready(&http, &url).await.0, StatusCode::OK);
+    assert_eq!(
+        push_small().await.expect("push").status(),
+        StatusCode::CREATED
+    );
+}
