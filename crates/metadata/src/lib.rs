@@ -187,6 +187,15 @@ pub struct UploadRecord {
     pub started_at: i64,
 }
 
+/// What the metadata records: repositories, distinct blobs and their bytes, open uploads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    pub repositories: u64,
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    pub uploads: u64,
+}
+
 /// A page of names in lexical order; `more` says whether a later page exists.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Page {
@@ -265,4 +274,7 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// Answers once the database does (a health check).
     async fn ping(&self) -> Result<()>;
+
+    /// How much the registry holds (for metrics).
+    async fn usage(&self) -> Result<Held>;
 }

@@ -57,6 +57,31 @@ pub async fn run_all(store: &dyn MetadataStore) {
     catalogue_searches_filters_and_pages(store).await;
     downloads_and_ratings_add_up(store).await;
     immutable_tags_do_not_move(store).await;
+    usage_counts_what_is_held(store).await;
+}
+
+async fn usage_counts_what_is_held(store: &dyn MetadataStore) {
+    let before = store.usage().await.expect("usage");
+    store
+        .link_blob(&repo("usage/new"), &d("usage-blob"), 7)
+        .await
+        .expect("link");
+    store
+        .create_upload("usage-upload", &repo("usage/new"))
+        .await
+        .expect("upload");
+    let after = store.usage().await.expect("usage");
+    assert_eq!(
+        after,
+        crate::Held {
+            repositories: before.repositories + 1,
+            blobs: before.blobs + 1,
+            blob_bytes: before.blob_bytes + 7,
+            uploads: before.uploads + 1,
+        }
+    );
+    store.delete_upload("usage-upload").await.expect("delete");
+    assert_eq!(store.usage().await.expect("usage").uploads, before.uploads);
 }
 
 /// Pushes a one-blob manifest named `name` with `listing` under `tags` of `r`.

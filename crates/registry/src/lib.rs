@@ -13,6 +13,7 @@ mod hashing;
 pub mod health;
 pub mod listing;
 pub mod manifest;
+pub mod stats;
 pub mod upload;
 
 use std::collections::HashMap;
@@ -70,6 +71,7 @@ struct Inner {
     tags_cache: listing::TagsCache,
     rules: CatalogueRules,
     recent_pulls: catalogue::RecentPulls,
+    counters: stats::Counters,
 }
 
 impl std::fmt::Debug for Registry {
@@ -97,6 +99,7 @@ impl Registry {
                 tags_cache: listing::TagsCache::default(),
                 rules,
                 recent_pulls: catalogue::RecentPulls::default(),
+                counters: stats::Counters::default(),
             }),
         }
     }

@@ -7,6 +7,7 @@
 //! One request at a time works on an upload: each holds the upload's lock while it runs.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agent_registry_oci::{Algorithm, Digest, Hasher, RepoName};
@@ -18,6 +19,8 @@ use crate::{Body, Error, Registry, Result};
 
 /// How often a body of unknown length is weighed against the free-space floor.
 const SPACE_CHECK_EVERY: u64 = 64 << 20;
+/// Most of a refused body read (and dropped) so its client can hear the refusal.
+const DRAIN_LIMIT: u64 = 256 << 20;
 
 /// The running hash of an upload: valid when `offset` equals the upload's size.
 pub(crate) struct HashState {
@@ -254,7 +257,27 @@ impl Registry {
             self.forget_upload(&rec.id);
             purged += 1;
         }
+        self.inner
+            .counters
+            .uploads_purged
+            .fetch_add(purged as u64, Ordering::Relaxed);
         Ok(purged)
+    }
+
+    /// Reads and drops what is left of a body refused for want of space, so that an HTTP/1.1
+    /// client, which reads no answer before it has sent its whole body, hears why instead of
+    /// a broken pipe. Nothing is written; reading stops after [`DRAIN_LIMIT`] bytes or at the
+    /// idle timeout, and the connection closes with the answer.
+    async fn refuse(&self, refusal: Error, body: &mut Body) -> Error {
+        let idle = self.inner.limits.body_idle_timeout;
+        let mut left = DRAIN_LIMIT;
+        while left > 0 {
+            match tokio::time::timeout(idle, body.next()).await {
+                Ok(Some(Ok(chunk))) => left = left.saturating_sub(chunk.len() as u64),
+                _ => break,
+            }
+        }
+        refusal
     }
 
     /// Takes the hash of the first `size` bytes of the upload out of `state`, rebuilding it
@@ -304,7 +327,9 @@ impl Registry {
         }
         // A body of known length is weighed before a byte is written; one of unknown length
         // as it arrives.
-        self.check_space(info.content_length.unwrap_or(0)).await?;
+        if let Err(e) = self.check_space(info.content_length.unwrap_or(0)).await {
+            return Err(self.refuse(e, &mut body).await);
+        }
         let hasher = self.take_hasher(id, state, size).await?;
         let mut pipe = HashPipe::new(hasher, info.content_length);
         let mut writer = self.inner.blobs.append(id).await?;
@@ -330,9 +355,19 @@ impl Registry {
         .await;
         let new_size = writer.finish().await;
         let hasher = pipe.finish().await;
+        self.inner
+            .counters
+            .bytes_received
+            .fetch_add(received, Ordering::Relaxed);
         // A storage failure (a full disk, say) is the cause of any write error in `outcome`.
-        let new_size = new_size?;
-        outcome?;
+        let new_size = match new_size
+            .map_err(Error::from)
+            .and_then(|n| outcome.map(|()| n))
+        {
+            Ok(n) => n,
+            Err(e @ Error::StorageFull(_)) => return Err(self.refuse(e, &mut body).await),
+            Err(e) => return Err(e),
+        };
         let hasher = hasher?;
         if new_size != size + received {
             warn!(

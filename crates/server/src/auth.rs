@@ -60,6 +60,13 @@ pub async fn authenticate(
         Some(h) if access.enabled() => access.authenticate(Some(h), client).await,
         _ => Ok(Caller::anonymous()),
     };
+    if let (Some(metrics), Some(_)) = (&state.metrics, header.filter(|_| access.enabled())) {
+        metrics.record_auth(match &authenticated {
+            Ok(_) => "success",
+            Err(AccessError::Throttled(_)) => "throttled",
+            Err(_) => "failure",
+        });
+    }
     let caller = match authenticated {
         Ok(c) => c,
         Err(e) => return refuse(&state, request.headers(), e).into_response(),

@@ -32,6 +32,7 @@
 //!     per_ip: { per_second: 0, burst: 0 }
 //!     per_principal: { per_second: 0, burst: 0 }
 //! audit: { retain_days: 90 }         # access log lines older than this are dropped
+//! metrics: { enabled: true }         # /metrics (administrators only when auth is on)
 //! tls:                               # HTTPS without a proxy; both files reloaded on SIGHUP
 //!   cert_file: /etc/agent-registry/tls.crt   # PEM chain, leaf first
 //!   key_file: /etc/agent-registry/tls.key
@@ -54,6 +55,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("AGENT_REGISTRY_FSYNC", "storage.fsync"),
     ("AGENT_REGISTRY_MIN_FREE_BYTES", "storage.min_free_bytes"),
     ("AGENT_REGISTRY_AUTH", "auth.enabled"),
+    ("AGENT_REGISTRY_METRICS", "metrics.enabled"),
     ("AGENT_REGISTRY_ADMIN_USER", "auth.admin.name"),
     ("AGENT_REGISTRY_ADMIN_PASSWORD", "auth.admin.password"),
     ("AGENT_REGISTRY_TLS_CERT", "tls.cert_file"),
@@ -73,6 +75,7 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     pub auth: AuthConfig,
     pub audit: AuditConfig,
+    pub metrics: MetricsConfig,
     /// Serve HTTPS with this certificate and key (absent: plain HTTP).
     pub tls: Option<TlsConfig>,
 }
@@ -183,6 +186,19 @@ impl RateConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Count requests and serve `/metrics`.
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuditConfig {
     pub retain_days: u64,
 }
@@ -263,6 +279,7 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             auth: AuthConfig::default(),
             audit: AuditConfig::default(),
+            metrics: MetricsConfig::default(),
             tls: None,
         }
     }
@@ -346,6 +363,10 @@ impl Config {
                 "AGENT_REGISTRY_MIN_FREE_BYTES" => {
                     self.storage.min_free_bytes =
                         value.parse().with_context(|| bad("a number of bytes"))?
+                }
+                "AGENT_REGISTRY_METRICS" => {
+                    self.metrics.enabled =
+                        boolean(&value).ok_or_else(|| anyhow::anyhow!(bad("true or false")))?
                 }
                 "AGENT_REGISTRY_AUTH" => {
                     self.auth.enabled =

@@ -26,6 +26,31 @@ pub enum EndpointError {
 }
 
 impl Endpoint {
+    /// The repository the endpoint is about; `None` for the catalog.
+    pub fn name(&self) -> Option<&RepoName> {
+        match self {
+            Endpoint::Catalog => None,
+            Endpoint::TagsList { name }
+            | Endpoint::Manifest { name, .. }
+            | Endpoint::Blob { name, .. }
+            | Endpoint::UploadStart { name }
+            | Endpoint::Upload { name, .. }
+            | Endpoint::Referrers { name, .. } => Some(name),
+        }
+    }
+
+    /// The kind of route, as metrics label it.
+    pub fn family(&self) -> &'static str {
+        match self {
+            Endpoint::Catalog => "catalog",
+            Endpoint::TagsList { .. } => "tags",
+            Endpoint::Manifest { .. } => "manifests",
+            Endpoint::Blob { .. } => "blobs",
+            Endpoint::UploadStart { .. } | Endpoint::Upload { .. } => "uploads",
+            Endpoint::Referrers { .. } => "referrers",
+        }
+    }
+
     /// `path` is what follows `/v2/`.
     pub fn parse(path: &str) -> Result<Endpoint, EndpointError> {
         if path == "_catalog" {

@@ -9,6 +9,7 @@ mod auth;
 pub mod config;
 mod endpoint;
 mod error;
+pub mod metrics;
 mod routes;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -23,6 +24,7 @@ use agent_registry_metadata::SqliteStore;
 use agent_registry_registry::Registry;
 use agent_registry_storage::FsBlobStore;
 use anyhow::Context;
+use metrics::Metrics;
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -35,6 +37,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// When this server started (for its uptime).
     pub started: std::time::Instant,
+    /// `None` with `metrics.enabled: false`.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl AppState {
@@ -74,11 +78,13 @@ impl AppState {
             config.limits(),
             config.catalogue_rules()?,
         );
+        let metrics = config.metrics.enabled.then(Arc::default);
         Ok(AppState {
             registry,
             access,
             config: Arc::new(config),
             started: std::time::Instant::now(),
+            metrics,
         })
     }
 }

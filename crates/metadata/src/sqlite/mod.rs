@@ -19,7 +19,7 @@ mod writer;
 
 use crate::catalogue_index::CatalogueIndex;
 use crate::{
-    AgentRecord, MetadataError, MetadataStore, NewManifest, Page, RefKind, Referrer, Result,
+    AgentRecord, Held, MetadataError, MetadataStore, NewManifest, Page, RefKind, Referrer, Result,
     Search, SearchPage, StoredManifest, UploadRecord,
 };
 
@@ -612,6 +612,25 @@ impl MetadataStore for SqliteStore {
         self.read(|c| {
             c.query_row("SELECT 1", [], |_| Ok(()))
                 .map_err(db_err("reaching the database"))
+        })
+    }
+
+    async fn usage(&self) -> Result<Held> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT (SELECT count(*) FROM repositories), (SELECT count(*) FROM blobs),
+                        (SELECT total(size) FROM blobs), (SELECT count(*) FROM uploads)",
+                [],
+                |r| {
+                    Ok(Held {
+                        repositories: r.get::<_, i64>(0)? as u64,
+                        blobs: r.get::<_, i64>(1)? as u64,
+                        blob_bytes: r.get::<_, f64>(2)? as u64,
+                        uploads: r.get::<_, i64>(3)? as u64,
+                    })
+                },
+            )
+            .map_err(db_err("measuring what is stored"))
         })
     }
 

@@ -22,6 +22,7 @@ use crate::AppState;
 use crate::auth::{self, Who};
 use crate::endpoint::Endpoint;
 use crate::error::{ApiError, ApiResult};
+use crate::metrics::RouteFamily;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -106,6 +107,11 @@ async fn dispatch(
         Endpoint::UploadStart { .. } | Endpoint::Upload { .. }
     );
     let audit = audited.map(|what| (what, req.who.clone(), req.client));
+    let family = endpoint.family();
+    let counted = state
+        .metrics
+        .clone()
+        .map(|m| (m, req.method.clone(), endpoint.name().cloned()));
     let handled = route(state.clone(), endpoint, req, body);
     let result = if streams_body {
         handled.await
@@ -118,9 +124,13 @@ async fn dispatch(
                     .with_status(StatusCode::SERVICE_UNAVAILABLE))
             })
     };
-    let response = result.unwrap_or_else(IntoResponse::into_response);
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
     if let Some((what, who, client)) = audit {
         record_event(&state, what, &who, client, response.status());
+    }
+    if let Some((metrics, method, repo)) = counted {
+        metrics.record_v2(family, &method, repo.as_ref(), &response);
+        response.extensions_mut().insert(RouteFamily(family));
     }
     response
 }

@@ -13,6 +13,7 @@ mod catalogue;
 mod distribution;
 mod health;
 mod manifests;
+mod metrics;
 mod referrers;
 mod tags;
 mod token;
@@ -35,7 +36,8 @@ pub fn router(state: AppState) -> Router {
         .merge(distribution::routes())
         .merge(catalogue::routes())
         .merge(token::routes())
-        .merge(access::routes());
+        .merge(access::routes())
+        .merge(metrics::routes());
     // With access control off every caller is anonymous and may do everything; handlers
     // take a missing `Who` as anonymous, so unless rates are limited the middleware is left
     // out altogether.
@@ -48,8 +50,16 @@ pub fn router(state: AppState) -> Router {
         routes
     };
     // Probes need neither credentials nor a rate limit.
+    let routes = routes.merge(health::routes());
+    // Timing wraps authentication too, so a slow credential check shows.
+    let routes = match &state.metrics {
+        Some(m) => routes.layer(axum::middleware::from_fn_with_state(
+            m.clone(),
+            crate::metrics::observe,
+        )),
+        None => routes,
+    };
     routes
-        .merge(health::routes())
         .layer(axum::middleware::map_response(api_version_header))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)

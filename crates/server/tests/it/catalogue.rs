@@ -350,6 +350,7 @@ fn the_openapi_file_documents_every_route_and_query_parameter() {
         "/healthz",
         "/readyz",
         "/api/v1/health",
+        "/metrics",
     ] {
         assert!(paths.get(path).is_some(), "{path} is not documented");
     }

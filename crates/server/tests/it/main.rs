@@ -15,6 +15,7 @@ mod interop_auth;
 mod lifecycle;
 mod listing;
 mod manifests;
+mod metrics;
 mod referrers;
 mod tls;
 mod uploads;

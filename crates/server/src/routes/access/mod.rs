@@ -62,7 +62,7 @@ fn signed_in(state: &AppState, headers: &HeaderMap, who: &Who) -> ApiResult<()> 
 }
 
 /// Fails unless the caller administers the registry.
-fn admin(state: &AppState, headers: &HeaderMap, who: &Who) -> ApiResult<()> {
+pub(super) fn admin(state: &AppState, headers: &HeaderMap, who: &Who) -> ApiResult<()> {
     signed_in(state, headers, who)?;
     if state.access.enabled() && !who.caller.admin {
         return Err(denied(&who.caller, "administer the registry"));
