@@ -1,5 +1,5 @@
 //! Is the registry there, and is it well: a round trip to `/v2/`, and an Agent Registry's
-//! `/api/v1/health`.
+//! `/api/v1/health` and `/api/v1/config`.
 
 use std::time::{Duration, Instant};
 
@@ -66,5 +66,13 @@ impl Client {
             what: "checking health".to_owned(),
             detail: e.to_string(),
         })
+    }
+
+    /// The configuration an Agent Registry runs with (administrators), as it sends it.
+    pub async fn server_config(&self) -> Result<serde_json::Value> {
+        self.sign_in().await?;
+        let url = self.url("/api/v1/config")?;
+        let response = self.send(&[], |http| http.get(url.clone())).await?;
+        self.json("reading the configuration", response).await
     }
 }

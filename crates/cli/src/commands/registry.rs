@@ -1,5 +1,5 @@
-//! `agent registry ...`: operating an Agent Registry over its `/api/v1`: reachability and
-//! health, checking credentials, permissions, repository visibility, users and robots, API
+//! `agent registry ...`: operating an Agent Registry over its `/api/v1`: reachability,
+//! health and configuration, checking credentials, permissions, repository visibility, users and robots, API
 //! tokens and the access log. The registry comes from `--registry`, `--profile`, a host in the repository
 //! argument (`localhost:5000/team/agent`) or `AGENT_REGISTRY_URL`.
 
@@ -64,6 +64,9 @@ Examples:
         #[command(flatten)]
         registry: RegistryArgs,
     },
+    /// The registry's effective configuration (administrators).
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Users and robot accounts (administrators).
     #[command(subcommand)]
     User(UserCommand),
@@ -92,6 +95,19 @@ Examples:
         /// Most lines to show (newest first).
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the configuration the server runs with (file, environment and flags applied),
+    /// as YAML or with -o json. Secrets are never sent.
+    #[command(after_help = "Examples:
+  agent registry config show --registry localhost:5000
+  agent registry config show --profile prod -o json")]
+    Show {
         #[command(flatten)]
         registry: RegistryArgs,
     },
@@ -311,6 +327,15 @@ pub async fn run(ctx: &Context, command: RegistryCommand) -> anyhow::Result<()> 
                 return output::json(&shown);
             }
             println!("{} is {}", shown.name, shown.visibility);
+            Ok(())
+        }
+        RegistryCommand::Config(ConfigCommand::Show { registry }) => {
+            let (client, _) = client_for(ctx, None, &registry)?;
+            let config = client.server_config().await?;
+            if ctx.output == Format::Json {
+                return output::json(&config);
+            }
+            print!("{}", serde_yaml_ng::to_string(&config)?);
             Ok(())
         }
         RegistryCommand::User(c) => user(ctx, c).await,

@@ -1,4 +1,4 @@
-//! `agent registry ping` and `agent registry health` against our registry: healthy, failing
+//! `agent registry ping`, `health` and `config show` against our registry: healthy, failing
 //! a check, and not there at all.
 
 use agent_registry_server::testing::TestServer;
@@ -52,6 +52,30 @@ async fn ping_and_health_report_a_registry_and_fail_when_it_is_unwell() {
         .json();
     assert_eq!(health["status"], "ok");
     assert!(health.get("checks").is_none(), "{health}");
+
+    let shown = agent
+        .run(&["registry", "config", "show", "--registry", &host])
+        .await
+        .ok();
+    assert!(
+        shown.stdout.contains("min_free_bytes: 0"),
+        "{}",
+        shown.stdout
+    );
+    let shown = agent
+        .run(&[
+            "registry",
+            "config",
+            "show",
+            "--registry",
+            &host,
+            "-o",
+            "json",
+        ])
+        .await
+        .ok()
+        .json();
+    assert_eq!(shown["metrics"]["enabled"], true);
 
     // A floor no disk can meet: the registry is up but not ready.
     let full = TestServer::start_with(|c| c.storage.min_free_bytes = u64::MAX).await;

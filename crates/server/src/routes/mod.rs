@@ -10,6 +10,7 @@ mod access;
 mod blobs;
 mod catalog;
 mod catalogue;
+mod config;
 mod distribution;
 mod health;
 mod manifests;
@@ -37,7 +38,8 @@ pub fn router(state: AppState) -> Router {
         .merge(catalogue::routes())
         .merge(token::routes())
         .merge(access::routes())
-        .merge(metrics::routes());
+        .merge(metrics::routes())
+        .merge(config::routes());
     // With access control off every caller is anonymous and may do everything; handlers
     // take a missing `Who` as anonymous, so unless rates are limited the middleware is left
     // out altogether.

@@ -351,6 +351,7 @@ fn the_openapi_file_documents_every_route_and_query_parameter() {
         "/readyz",
         "/api/v1/health",
         "/metrics",
+        "/api/v1/config",
     ] {
         assert!(paths.get(path).is_some(), "{path} is not documented");
     }

@@ -1,4 +1,4 @@
-//! Probes and the free-space floor: `/healthz`, `/readyz` and `/api/v1/health` answer without
+//! Probes, the effective configuration, and the free-space floor: `/healthz`, `/readyz` and `/api/v1/health` answer without
 //! credentials and report each check; readiness fails while storage cannot be written or free
 //! space is under the floor; a push that would cross the floor is refused before a byte is written.
 
@@ -243,4 +243,35 @@ async fn pushes_that_would_cross_the_free_space_floor_are_refused_before_writing
         push_small().await.expect("push").status(),
         StatusCode::CREATED
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn administrators_see_the_effective_configuration_without_secrets() {
+    let reg = TestRegistry::start_with(|c| {
+        c.auth.enabled = true;
+        c.auth.admin.password = "admin-password".into();
+        c.storage.min_free_bytes = 12345;
+    })
+    .await;
+    let r = reg
+        .http
+        .get(format!("{}/api/v1/config", reg.url))
+        .send()
+        .await
+        .expect("anonymous");
+    assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    let admin =
+        crate::support::client_with(Some(&crate::support::basic("admin", "admin-password")));
+    let r = admin
+        .get(format!("{}/api/v1/config", reg.url))
+        .send()
+        .await
+        .expect("config");
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.expect("body");
+    assert!(!text.contains("admin-password"), "{text}");
+    let config: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(config["storage"]["min_free_bytes"], 12345);
+    assert_eq!(config["auth"]["enabled"], true);
+    assert_eq!(config["auth"]["admin"]["name"], "admin");
 }
