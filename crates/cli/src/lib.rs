@@ -216,8 +216,8 @@ Examples:
     Login(commands::login::LoginArgs),
     /// Remove saved credentials for a registry.
     Logout { registry: String },
-    /// Operate an Agent Registry: credentials, permissions, visibility, users, tokens,
-    /// access logs.
+    /// Operate an Agent Registry: ping, health, configuration, credentials, permissions,
+    /// visibility, users, tokens, access logs.
     #[command(subcommand)]
     Registry(commands::registry::RegistryCommand),
     /// Run an image in Docker or Podman, pulling it as the policy says.

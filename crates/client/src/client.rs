@@ -379,6 +379,61 @@ impl Client {
         })
     }
 
+    /// A small blob (an image config) in memory, checked against its digest; one larger than
+    /// `max` bytes is refused.
+    pub async fn small_blob(&self, repo: &str, digest: &Digest, max: usize) -> Result<Bytes> {
+        let what = format!("blob {digest} of {repo}");
+        let bytes = self
+            .get_limited(repo, &format!("blobs/{digest}"), &what, max)
+            .await?;
+        let actual = Digest::of(digest.algorithm(), &bytes);
+        if &actual != digest {
+            return Err(Error::Integrity {
+                expected: digest.to_string(),
+                actual: actual.to_string(),
+                digest: digest.clone(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The manifests whose subject is `digest` (signatures, SBOMs, scan reports, agent.yaml),
+    /// as the referrers API lists them: descriptors with `artifactType` and annotations.
+    pub async fn referrers(&self, repo: &str, digest: &Digest) -> Result<Vec<serde_json::Value>> {
+        #[derive(Deserialize)]
+        struct Index {
+            #[serde(default)]
+            manifests: Vec<serde_json::Value>,
+        }
+        let what = format!("referrers of {repo}@{digest}");
+        let bytes = self
+            .get_limited(repo, &format!("referrers/{digest}"), &what, MANIFEST_MAX)
+            .await?;
+        serde_json::from_slice::<Index>(&bytes)
+            .map(|i| i.manifests)
+            .map_err(|e| Error::Protocol {
+                registry: self.host().to_owned(),
+                what,
+                detail: e.to_string(),
+            })
+    }
+
+    /// GETs `/v2/{repo}/{path}` with pull rights and reads at most `max` bytes of it.
+    async fn get_limited(&self, repo: &str, path: &str, what: &str, max: usize) -> Result<Bytes> {
+        let url = self.url(&format!("/v2/{repo}/{path}"))?;
+        let response = self
+            .send(&[scope(repo, "pull")], |http| http.get(url.clone()))
+            .await?;
+        let response = self.check(what, response).await?;
+        read_limited(response, max)
+            .await
+            .map_err(|detail| Error::Protocol {
+                registry: self.host().to_owned(),
+                what: what.to_owned(),
+                detail,
+            })
+    }
+
     /// The digest a tag or digest points at, without fetching the manifest; `None` if absent.
     pub async fn manifest_digest(&self, repo: &str, reference: &str) -> Result<Option<Digest>> {
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"))?;

@@ -498,7 +498,7 @@ pub fn inspect(ctx: &Context, images: &[String]) -> anyhow::Result<()> {
 }
 
 /// A JSON object of strings (annotations, labels) as a map; anything else is empty.
-fn string_map(v: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+pub(crate) fn string_map(v: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
     v.as_object()
         .map(|o| {
             o.iter()

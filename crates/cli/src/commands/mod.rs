@@ -2,9 +2,11 @@
 //! `local` (images, tag, rmi, prune, inspect) to the local store only, `login` to both
 //! registries and saved credentials, `node` ensures images under a pull policy, `agent`
 //! makes agents (init, build) and finds them (search, versions, rate), `registry` operates
-//! an Agent Registry (auth test, permissions, visibility, users, tokens, access logs).
+//! an Agent Registry (ping, health, config, image info, auth test, permissions, visibility,
+//! users, tokens, access logs).
 
 pub mod agent;
+pub mod image_info;
 pub mod local;
 pub mod login;
 pub mod node;

@@ -67,6 +67,9 @@ Examples:
     /// The registry's effective configuration (administrators).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// What a registry holds for an image, without pulling it.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Users and robot accounts (administrators).
     #[command(subcommand)]
     User(UserCommand),
@@ -95,6 +98,21 @@ Examples:
         /// Most lines to show (newest first).
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Digest, media type, platforms, layers, size, created, labels, agent metadata, pull
+    /// count and what refers to the image (signatures, SBOMs, scan reports).
+    #[command(after_help = "Examples:
+  agent registry image info localhost:5000/team/summarizer:1.0.0
+  agent registry image info team/summarizer:latest --registry localhost:5000 -o json")]
+    Info {
+        /// Image, optionally with its registry (host:port/name:tag or @digest).
+        image: String,
         #[command(flatten)]
         registry: RegistryArgs,
     },
@@ -337,6 +355,9 @@ pub async fn run(ctx: &Context, command: RegistryCommand) -> anyhow::Result<()> 
             }
             print!("{}", serde_yaml_ng::to_string(&config)?);
             Ok(())
+        }
+        RegistryCommand::Image(ImageCommand::Info { image, registry }) => {
+            super::image_info::info(ctx, &image, &registry).await
         }
         RegistryCommand::User(c) => user(ctx, c).await,
         RegistryCommand::Token(c) => token(ctx, c).await,

@@ -1,9 +1,9 @@
-//! `agent registry ping`, `health` and `config show` against our registry: healthy, failing
-//! a check, and not there at all.
+//! `agent registry ping`, `health`, `config show` and `image info` against our registry:
+//! healthy, failing a check, and not there at all.
 
 use agent_registry_server::testing::TestServer;
 
-use crate::support::Agent;
+use crate::support::{Agent, push_image, sha256};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ping_and_health_report_a_registry_and_fail_when_it_is_unwell() {
@@ -114,4 +114,94 @@ async fn ping_and_health_report_a_registry_and_fail_when_it_is_unwell() {
         ])
         .await
         .failed(2, "error: invalid value 'soon' for '--timeout");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_info_describes_an_image_and_what_refers_to_it_without_pulling() {
+    let server = TestServer::start().await;
+    let host = server.host().to_owned();
+    let url = format!("http://{host}");
+    let image = push_image(
+        &url,
+        "team/info",
+        "1.2.0",
+        &[vec![1u8; 3000], vec![2u8; 2000]],
+    )
+    .await;
+
+    // A cosign-style signature refers to the image.
+    let http = reqwest::Client::new();
+    let empty = b"{}";
+    let r = http
+        .post(format!(
+            "{url}/v2/team/info/blobs/uploads/?digest={}",
+            sha256(empty)
+        ))
+        .body(empty.to_vec())
+        .send()
+        .await
+        .expect("push");
+    assert!(r.status().is_success());
+    let signature = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.dev.cosign.artifact.sig.v1+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+                   "digest": sha256(empty).to_string(), "size": 2},
+        "layers": [{"mediaType": "application/vnd.oci.empty.v1+json",
+                    "digest": sha256(empty).to_string(), "size": 2}],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": image.to_string(), "size": 1},
+    });
+    let body = serde_json::to_vec(&signature).expect("json");
+    let r = http
+        .put(format!("{url}/v2/team/info/manifests/{}", sha256(&body)))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(body)
+        .send()
+        .await
+        .expect("push signature");
+    assert!(r.status().is_success(), "{}", r.status());
+
+    let agent = Agent::new();
+    let name = format!("{host}/team/info:1.2.0");
+    let info = agent
+        .run(&["registry", "image", "info", &name, "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(info["Digest"], image.to_string());
+    assert_eq!(info["Layers"].as_array().map(Vec::len), Some(2));
+    let config_size = info["Size"].as_u64().expect("size") - 5000;
+    assert!(config_size > 100, "{info}");
+    assert_eq!(info["Created"], "2024-01-01T00:00:00Z");
+    assert_eq!(info["Labels"]["org.opencontainers.image.version"], "1.2.0");
+    assert_eq!(info["Agent"]["version"], "1.2.0");
+    assert!(info["Downloads"].as_u64().is_some(), "{info}");
+    assert_eq!(
+        info["Signatures"][0]["ArtifactType"],
+        "application/vnd.dev.cosign.artifact.sig.v1+json"
+    );
+
+    let table = agent.run(&["registry", "image", "info", &name]).await.ok();
+    for expected in [
+        "Layers:",
+        "Signatures:   1 (application/vnd.dev.cosign.artifact.sig.v1+json)",
+        "Label:        org.opencontainers.image.version=1.2.0",
+    ] {
+        assert!(
+            table.stdout.contains(expected),
+            "{expected}: {}",
+            table.stdout
+        );
+    }
+    agent
+        .run(&[
+            "registry",
+            "image",
+            "info",
+            &format!("{host}/team/info:missing"),
+        ])
+        .await
+        .failed(4, "agent: ");
 }
