@@ -20,7 +20,7 @@ pub mod suite;
 use std::collections::BTreeMap;
 
 use agent_registry_oci::catalogue::{AgentInfo, SearchHit, SortKey};
-use agent_registry_oci::{Digest, Reference, RepoName, Tag};
+use agent_registry_oci::{Digest, Reference, RepoName, RepoPattern, Tag};
 use bytes::Bytes;
 
 pub use sqlite::SqliteStore;
@@ -277,4 +277,10 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// How much the registry holds (for metrics).
     async fn usage(&self) -> Result<Held>;
+
+    /// Bytes of the distinct blobs linked into the repositories `pattern` matches (quotas).
+    async fn bytes_under(&self, pattern: &RepoPattern) -> Result<u64>;
+    /// Whether a repository `pattern` matches links `digest` (so linking it again under the
+    /// pattern costs its quota nothing).
+    async fn holds_under(&self, pattern: &RepoPattern, digest: &Digest) -> Result<bool>;
 }

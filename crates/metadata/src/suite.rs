@@ -82,6 +82,32 @@ async fn usage_counts_what_is_held(store: &dyn MetadataStore) {
     );
     store.delete_upload("usage-upload").await.expect("delete");
     assert_eq!(store.usage().await.expect("usage").uploads, before.uploads);
+
+    // Quotas count each blob once however many repositories under the pattern link it.
+    store
+        .link_blob(&repo("usage/other"), &d("usage-blob"), 7)
+        .await
+        .expect("link");
+    let under = |p: &str| {
+        let pattern: agent_registry_oci::RepoPattern = p.parse().expect("pattern");
+        async move { store.bytes_under(&pattern).await.expect("bytes under") }
+    };
+    assert_eq!(under("usage/*").await, 7);
+    assert_eq!(under("usage/new").await, 7);
+    assert_eq!(under("usage/none").await, 0);
+    assert_eq!(under("usag/*").await, 0, "a prefix is a whole path part");
+    let holds = |p: &str| {
+        let pattern: agent_registry_oci::RepoPattern = p.parse().expect("pattern");
+        async move {
+            store
+                .holds_under(&pattern, &d("usage-blob"))
+                .await
+                .expect("holds")
+        }
+    };
+    assert!(holds("usage/*").await);
+    assert!(holds("usage/other").await);
+    assert!(!holds("elsewhere/*").await);
 }
 
 /// Pushes a one-blob manifest named `name` with `listing` under `tags` of `r`.

@@ -1,12 +1,14 @@
-//! Readiness, and the free-space floor that keeps a push from filling the disk: whether blob
-//! storage takes writes, whether the metadata database answers, and whether free space is
-//! above [`Limits::min_free_bytes`](crate::Limits).
+//! Readiness, and the room a push may take: whether blob storage takes writes, whether the
+//! metadata database answers, whether free space is above
+//! [`Limits::min_free_bytes`](crate::Limits), and whether a push fits its repository's
+//! [`Limits::quotas`](crate::Limits).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use agent_registry_oci::catalogue::human_size;
 use agent_registry_oci::health::Check;
+use agent_registry_oci::{Digest, RepoName};
 
 use crate::{Error, Registry, Result};
 
@@ -54,8 +56,40 @@ impl Registry {
         }
     }
 
+    /// Refuses to let `repo` hold `adding` more bytes when that would take a quota matching it
+    /// over its limit. A blob (`digest`, when known) already held under a quota's pattern
+    /// costs it nothing. Quotas count committed blobs, so uploads running side by side may
+    /// together overshoot one by what they carry.
+    pub(crate) async fn check_quota(
+        &self,
+        repo: &RepoName,
+        adding: u64,
+        digest: Option<&Digest>,
+    ) -> Result<()> {
+        for (pattern, max) in &self.inner.limits.quotas {
+            if !pattern.matches(repo) {
+                continue;
+            }
+            if let Some(d) = digest
+                && self.inner.meta.holds_under(pattern, d).await?
+            {
+                continue;
+            }
+            let used = self.inner.meta.bytes_under(pattern).await?;
+            if used.saturating_add(adding) > *max {
+                return Err(Error::StorageFull(format!(
+                    "the quota of {pattern} is {}, {} of it is used, and {} more in {repo} would exceed it",
+                    human_size(*max),
+                    human_size(used),
+                    human_size(adding)
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses to write `incoming` more bytes when that would leave less free space than the
-    /// floor; called before an upload writes anything.
+    /// floor.
     pub(crate) async fn check_space(&self, incoming: u64) -> Result<()> {
         let floor = self.inner.limits.min_free_bytes;
         if floor == 0 {

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agent_registry_metadata::MetadataStore;
+use agent_registry_oci::RepoPattern;
 use agent_registry_storage::BlobStore;
 use bytes::Bytes;
 use futures_util::Stream;
@@ -42,6 +43,8 @@ pub struct Limits {
     pub body_idle_timeout: Duration,
     /// Free space to keep in blob storage: writes that would leave less are refused. 0: off.
     pub min_free_bytes: u64,
+    /// Most blob bytes the repositories matching each pattern may hold together.
+    pub quotas: Vec<(RepoPattern, u64)>,
 }
 
 impl Default for Limits {
@@ -50,6 +53,7 @@ impl Default for Limits {
             manifest_max_bytes: 4 << 20,
             body_idle_timeout: Duration::from_secs(60),
             min_free_bytes: 0,
+            quotas: Vec::new(),
         }
     }
 }

@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 use crate::hashing::{HashPipe, hash_stream};
 use crate::{Body, Error, Registry, Result};
 
-/// How often a body of unknown length is weighed against the free-space floor.
+/// How often a body of unknown length is weighed against quotas and the free-space floor.
 const SPACE_CHECK_EVERY: u64 = 64 << 20;
 /// Most of a refused body read (and dropped) so its client can hear the refusal.
 const DRAIN_LIMIT: u64 = 256 << 20;
@@ -126,7 +126,7 @@ impl Registry {
         self.check_upload(repo, id).await?;
         let lock = self.upload_lock(id);
         let mut state = lock.lock().await;
-        let size = self.append_locked(id, &mut state, info, body).await?;
+        let size = self.append_locked(repo, id, &mut state, info, body).await?;
         Ok(UploadStatus {
             id: id.to_owned(),
             size,
@@ -146,7 +146,7 @@ impl Registry {
         self.check_upload(repo, id).await?;
         let lock = self.upload_lock(id);
         let mut state = lock.lock().await;
-        let size = self.append_locked(id, &mut state, info, body).await?;
+        let size = self.append_locked(repo, id, &mut state, info, body).await?;
         let hasher = match digest.algorithm() {
             Algorithm::Sha256 => self.take_hasher(id, &mut state, size).await?,
             other => {
@@ -227,6 +227,9 @@ impl Registry {
         if self.inner.blobs.stat(digest).await?.is_none() {
             return Ok(None);
         }
+        if self.inner.meta.blob_size(repo, digest).await?.is_none() {
+            self.check_quota(repo, size, Some(digest)).await?;
+        }
         self.inner.meta.link_blob(repo, digest, size).await?;
         Ok(Some(size))
     }
@@ -264,6 +267,14 @@ impl Registry {
         Ok(purged)
     }
 
+    /// Whether an upload to `repo` that has `written` bytes and will take `coming` more fits
+    /// the quotas matching `repo` and leaves free space above the floor.
+    async fn weigh(&self, repo: &RepoName, written: u64, coming: u64) -> Result<()> {
+        self.check_quota(repo, written.saturating_add(coming), None)
+            .await?;
+        self.check_space(coming).await
+    }
+
     /// Reads and drops what is left of a body refused for want of space, so that an HTTP/1.1
     /// client, which reads no answer before it has sent its whole body, hears why instead of
     /// a broken pipe. Nothing is written; reading stops after [`DRAIN_LIMIT`] bytes or at the
@@ -299,6 +310,7 @@ impl Registry {
 
     async fn append_locked(
         &self,
+        repo: &RepoName,
         id: &str,
         state: &mut HashState,
         info: ChunkInfo,
@@ -325,9 +337,12 @@ impl Registry {
         if info.content_length == Some(0) {
             return Ok(size);
         }
-        // A body of known length is weighed before a byte is written; one of unknown length
-        // as it arrives.
-        if let Err(e) = self.check_space(info.content_length.unwrap_or(0)).await {
+        // A body of known length is weighed against quotas and the free-space floor before a
+        // byte is written; one of unknown length as it arrives.
+        if let Err(e) = self
+            .weigh(repo, size, info.content_length.unwrap_or(0))
+            .await
+        {
             return Err(self.refuse(e, &mut body).await);
         }
         let hasher = self.take_hasher(id, state, size).await?;
@@ -339,7 +354,7 @@ impl Registry {
         let outcome: Result<()> = async {
             loop {
                 if info.content_length.is_none() && received - weighed >= SPACE_CHECK_EVERY {
-                    self.check_space(0).await?;
+                    self.weigh(repo, size + received, 0).await?;
                     weighed = received;
                 }
                 let next = tokio::time::timeout(idle, body.next())

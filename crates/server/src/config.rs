@@ -12,6 +12,8 @@
 //!   manifest_max_bytes: 4194304
 //!   body_idle_timeout_secs: 60       # an upload body silent this long is abandoned
 //!   request_timeout_secs: 60         # every request that does not stream a body
+//!   quotas:                          # blob bytes the matching repositories may hold together
+//!     - { repository: "team/*", max_bytes: 10737418240 }
 //! uploads: { expire_after_hours: 24 }
 //! catalogue:
 //!   immutable_releases: ["prod/*"]   # release tags (1.2.3) of these repositories never move
@@ -256,6 +258,16 @@ pub struct LimitsConfig {
     pub manifest_max_bytes: usize,
     pub body_idle_timeout_secs: u64,
     pub request_timeout_secs: u64,
+    /// Most blob bytes the repositories matching each pattern may hold together.
+    pub quotas: Vec<QuotaConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// `team/agent`, `team/*` or `*`.
+    pub repository: String,
+    pub max_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -309,6 +321,7 @@ impl Default for LimitsConfig {
             manifest_max_bytes: 4 << 20,
             body_idle_timeout_secs: 60,
             request_timeout_secs: 60,
+            quotas: Vec::new(),
         }
     }
 }
@@ -415,6 +428,7 @@ impl Config {
             );
         }
         self.catalogue_rules()?;
+        self.limits()?;
         self.access_settings()?;
         Ok(())
     }
@@ -462,12 +476,28 @@ impl Config {
         })
     }
 
-    pub fn limits(&self) -> agent_registry_registry::Limits {
-        agent_registry_registry::Limits {
+    /// The limits the registry enforces, checked.
+    pub fn limits(&self) -> anyhow::Result<agent_registry_registry::Limits> {
+        let quotas = self
+            .limits
+            .quotas
+            .iter()
+            .map(|q| {
+                let pattern = q.repository.parse().with_context(|| {
+                    format!(
+                        "limits.quotas: {:?} is not a repository pattern (team/agent, team/* or *)",
+                        q.repository
+                    )
+                })?;
+                Ok((pattern, q.max_bytes))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(agent_registry_registry::Limits {
             manifest_max_bytes: self.limits.manifest_max_bytes,
             body_idle_timeout: Duration::from_secs(self.limits.body_idle_timeout_secs),
             min_free_bytes: self.storage.min_free_bytes,
-        }
+            quotas,
+        })
     }
 }
 
@@ -482,6 +512,22 @@ fn boolean(value: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quotas_are_read_and_bad_patterns_named() {
+        let config =
+            Config::from_yaml("limits: { quotas: [ { repository: 'team/*', max_bytes: 1000 } ] }")
+                .expect("yaml");
+        let limits = config.limits().expect("limits");
+        assert_eq!(limits.quotas.len(), 1);
+        assert_eq!(limits.quotas[0].0.as_str(), "team/*");
+        assert_eq!(limits.quotas[0].1, 1000);
+        let bad =
+            Config::from_yaml("limits: { quotas: [ { repository: 'Team/*', max_bytes: 1 } ] }")
+                .expect("yaml");
+        let e = bad.check().expect_err("bad pattern");
+        assert!(e.to_string().contains("limits.quotas: \"Team/*\""), "{e}");
+    }
 
     #[test]
     fn empty_file_means_defaults() {

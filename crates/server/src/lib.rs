@@ -75,7 +75,7 @@ impl AppState {
         let registry = Registry::new(
             Arc::new(blobs),
             meta,
-            config.limits(),
+            config.limits()?,
             config.catalogue_rules()?,
         );
         let metrics = config.metrics.enabled.then(Arc::default);

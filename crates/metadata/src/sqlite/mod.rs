@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use agent_registry_oci::{Digest, Reference, RepoName, Tag};
+use agent_registry_oci::{Digest, Reference, RepoName, RepoPattern, Tag};
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -154,6 +154,15 @@ impl SqliteStore {
             pool.push(conn);
         }
         result
+    }
+}
+
+/// A condition on `repo` (parameter `?1`) selecting what `pattern` matches. Names hold no
+/// GLOB characters, so a prefix GLOB walks the `(repo, ...)` keys.
+fn repos_matching(pattern: &RepoPattern) -> (&'static str, String) {
+    match pattern.prefix() {
+        Some(prefix) => ("repo GLOB ?1", format!("{prefix}*")),
+        None => ("repo = ?1", pattern.as_str().to_owned()),
     }
 }
 
@@ -631,6 +640,29 @@ impl MetadataStore for SqliteStore {
                 },
             )
             .map_err(db_err("measuring what is stored"))
+        })
+    }
+
+    async fn bytes_under(&self, pattern: &RepoPattern) -> Result<u64> {
+        let (filter, param) = repos_matching(pattern);
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT total(size) FROM blobs WHERE digest IN (SELECT digest FROM repo_blobs WHERE {filter})"
+            ))
+            .and_then(|mut s| s.query_row([param], |r| r.get::<_, f64>(0)))
+            .map(|total| total as u64)
+            .map_err(db_err("measuring a quota"))
+        })
+    }
+
+    async fn holds_under(&self, pattern: &RepoPattern, digest: &Digest) -> Result<bool> {
+        let (filter, param) = repos_matching(pattern);
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT EXISTS (SELECT 1 FROM repo_blobs WHERE digest = ?2 AND {filter})"
+            ))
+            .and_then(|mut s| s.query_row(params![param, digest.to_string()], |r| r.get(0)))
+            .map_err(db_err("measuring a quota"))
         })
     }
 

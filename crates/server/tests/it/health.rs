@@ -121,6 +121,39 @@ async fn readiness_fails_while_storage_cannot_be_written_and_pulls_go_on() {
     assert_eq!(ready(&http, &url).await.0, StatusCode::OK);
 }
 
+/// Opens an upload session in `repo`; returns its location.
+async fn start_upload(http: &reqwest::Client, url: &str, repo: &str) -> String {
+    let r = http
+        .post(format!("{url}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned()
+}
+
+/// PATCHes `chunk` at offset `start` of the upload at `location`.
+async fn patch(
+    http: &reqwest::Client,
+    url: &str,
+    location: &str,
+    start: usize,
+    chunk: &[u8],
+) -> reqwest::Response {
+    http.patch(format!("{url}{location}"))
+        .header(
+            "content-range",
+            format!("{start}-{}", start + chunk.len() - 1),
+        )
+        .body(chunk.to_vec())
+        .send()
+        .await
+        .expect("patch")
+}
+
 /// Sum of the sizes of the files under `dir`.
 fn bytes_under(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
@@ -179,23 +212,8 @@ async fn pushes_that_would_cross_the_free_space_floor_are_refused_before_writing
         message.starts_with("insufficient storage space") && message.contains("floor"),
         "{message}"
     );
-    let r = http
-        .post(format!("{url}/v2/floor/app/blobs/uploads/"))
-        .send()
-        .await
-        .expect("start");
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let location = r.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_owned();
-    let r = http
-        .patch(format!("{url}{location}"))
-        .header("content-range", format!("0-{}", big.len() - 1))
-        .body(big.clone())
-        .send()
-        .await
-        .expect("patch");
+    let location = start_upload(&http, &url, "floor/app").await;
+    let r = patch(&http, &url, &location, 0, &big).await;
     assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
     assert_eq!(
         bytes_under(&fs.path().join("uploads")),
@@ -274,4 +292,77 @@ async fn administrators_see_the_effective_configuration_without_secrets() {
     assert_eq!(config["storage"]["min_free_bytes"], 12345);
     assert_eq!(config["auth"]["enabled"], true);
     assert_eq!(config["auth"]["admin"]["name"], "admin");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_over_a_namespace_quota_are_refused_and_the_rest_go_on() {
+    let reg = TestRegistry::start_with(|c| {
+        c.limits.quotas = vec![agent_registry_server::config::QuotaConfig {
+            repository: "team/*".into(),
+            max_bytes: 10_000,
+        }];
+    })
+    .await;
+    let first = vec![1u8; 6000];
+    let first_digest = reg.push_blob("team/a", &first).await;
+
+    // A second 6,000 bytes anywhere under team/ would hold 12,000: refused, in one request...
+    let second = vec![2u8; 6000];
+    let r = reg
+        .http
+        .post(reg.v2(&format!("team/b/blobs/uploads/?digest={}", sha256(&second))))
+        .body(second.clone())
+        .send()
+        .await
+        .expect("push");
+    let message = assert_error(r, StatusCode::INSUFFICIENT_STORAGE, "UNKNOWN").await;
+    assert!(
+        message.starts_with(
+            "insufficient storage space: the quota of team/* is 10kB, 6kB of it is used"
+        ),
+        "{message}"
+    );
+    // ...and chunk by chunk: 3,000 fits, 3,000 more does not.
+    let location = start_upload(&reg.http, &reg.url, "team/b").await;
+    let r = patch(&reg.http, &reg.url, &location, 0, &second[..3000]).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let r = patch(&reg.http, &reg.url, &location, 3000, &second[3000..]).await;
+    assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
+
+    // Mounting a blob the namespace already holds costs nothing; other namespaces are free.
+    let r = reg
+        .http
+        .post(reg.v2(&format!(
+            "team/c/blobs/uploads/?mount={first_digest}&from=team/a"
+        )))
+        .send()
+        .await
+        .expect("mount");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    reg.push_blob("other/x", &second).await;
+    let r = reg
+        .http
+        .post(reg.v2(&format!(
+            "team/d/blobs/uploads/?mount={}&from=other/x",
+            sha256(&second)
+        )))
+        .send()
+        .await
+        .expect("mount");
+    assert_eq!(
+        r.status(),
+        StatusCode::INSUFFICIENT_STORAGE,
+        "a mount brings its bytes under the quota"
+    );
+    let r = reg
+        .http
+        .get(reg.v2(&format!("team/a/blobs/{first_digest}")))
+        .send()
+        .await
+        .expect("pull");
+    assert_eq!(r.bytes().await.expect("body"), &first[..], "pulls go on");
 }
