@@ -35,6 +35,11 @@
 //!     per_principal: { per_second: 0, burst: 0 }
 //! audit: { retain_days: 90 }         # access log lines older than this are dropped
 //! metrics: { enabled: true }         # /metrics (administrators only when auth is on)
+//! notifications:                     # push, pull and delete events (distribution envelope)
+//!   webhooks:
+//!     - { name: audit, url: "https://hooks.example.com/registry", headers: { Authorization: "Bearer ..." },
+//!         timeout_secs: 5, backoff_ms: 500, give_up_after_secs: 3600 }   # then dead-letter.jsonl
+//!   nats: { url: "nats://127.0.0.1:4222", subject: agent-registry.events }
 //! tls:                               # HTTPS without a proxy; both files reloaded on SIGHUP
 //!   cert_file: /etc/agent-registry/tls.crt   # PEM chain, leaf first
 //!   key_file: /etc/agent-registry/tls.key
@@ -78,6 +83,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub audit: AuditConfig,
     pub metrics: MetricsConfig,
+    pub notifications: NotificationsConfig,
     /// Serve HTTPS with this certificate and key (absent: plain HTTP).
     pub tls: Option<TlsConfig>,
 }
@@ -186,6 +192,56 @@ impl RateConfig {
     }
 }
 
+/// Where push, pull and delete events go (see `notify.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationsConfig {
+    pub webhooks: Vec<WebhookConfig>,
+    pub nats: Option<NatsConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Names the destination in logs and the dead-letter log.
+    pub name: String,
+    pub url: String,
+    /// Sent with every delivery (an Authorization header, say); never shown.
+    #[serde(default, skip_serializing)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// The first wait after a failed delivery; it doubles up to a minute.
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_ms: u64,
+    /// A batch still undelivered this long after its first attempt goes to the dead-letter log.
+    #[serde(default = "default_give_up_after_secs")]
+    pub give_up_after_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    pub url: String,
+    pub subject: String,
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_ms: u64,
+    #[serde(default = "default_give_up_after_secs")]
+    pub give_up_after_secs: u64,
+}
+
+fn default_timeout_secs() -> u64 {
+    5
+}
+
+fn default_backoff_ms() -> u64 {
+    500
+}
+
+fn default_give_up_after_secs() -> u64 {
+    3600
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
@@ -292,6 +348,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             audit: AuditConfig::default(),
             metrics: MetricsConfig::default(),
+            notifications: NotificationsConfig::default(),
             tls: None,
         }
     }
@@ -429,6 +486,22 @@ impl Config {
         }
         self.catalogue_rules()?;
         self.limits()?;
+        let mut names = std::collections::HashSet::new();
+        for hook in &self.notifications.webhooks {
+            if hook.name.is_empty() || !names.insert(hook.name.as_str()) {
+                anyhow::bail!(
+                    "notifications.webhooks: every webhook needs a name of its own ({:?})",
+                    hook.name
+                );
+            }
+            if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
+                anyhow::bail!(
+                    "notifications.webhooks {}: url must be http:// or https://, not {:?}",
+                    hook.name,
+                    hook.url
+                );
+            }
+        }
         self.access_settings()?;
         Ok(())
     }

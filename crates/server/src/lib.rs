@@ -10,6 +10,7 @@ pub mod config;
 mod endpoint;
 mod error;
 pub mod metrics;
+pub mod notify;
 mod routes;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub started: std::time::Instant,
     /// `None` with `metrics.enabled: false`.
     pub metrics: Option<Arc<Metrics>>,
+    /// `None` when no notification destination is configured.
+    pub notifier: Option<Arc<notify::Notifier>>,
 }
 
 impl AppState {
@@ -79,12 +82,16 @@ impl AppState {
             config.catalogue_rules()?,
         );
         let metrics = config.metrics.enabled.then(Arc::default);
+        let notifier = notify::Notifier::start(&config.notifications, root)
+            .await?
+            .map(Arc::new);
         Ok(AppState {
             registry,
             access,
             config: Arc::new(config),
             started: std::time::Instant::now(),
             metrics,
+            notifier,
         })
     }
 }

@@ -56,6 +56,11 @@ impl TestServer {
     }
 
     /// The `host:port` docker-style clients want.
+    /// The storage root the server serves.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub fn host(&self) -> &str {
         self.url.trim_start_matches("http://")
     }

@@ -23,6 +23,7 @@ use crate::auth::{self, Who};
 use crate::endpoint::Endpoint;
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::RouteFamily;
+use crate::notify::Notice;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -108,6 +109,11 @@ async fn dispatch(
     );
     let audit = audited.map(|what| (what, req.who.clone(), req.client));
     let family = endpoint.family();
+    let notice = state
+        .notifier
+        .as_ref()
+        .and_then(|_| Notice::of(&endpoint, &req.method, &req.headers, req.client));
+    let actor = notice.as_ref().and_then(|_| req.who.caller.name.clone());
     let counted = state
         .metrics
         .clone()
@@ -127,6 +133,17 @@ async fn dispatch(
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
     if let Some((what, who, client)) = audit {
         record_event(&state, what, &who, client, response.status());
+    }
+    if let (Some(notifier), Some(notice)) = (&state.notifier, notice) {
+        let scheme = if state.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let source = state.config.listen.to_string();
+        if let Some(event) = notice.event(&response, actor.as_deref(), &source, notifier, scheme) {
+            notifier.notify(event);
+        }
     }
     if let Some((metrics, method, repo)) = counted {
         metrics.record_v2(family, &method, repo.as_ref(), &response);

@@ -16,6 +16,7 @@ mod lifecycle;
 mod listing;
 mod manifests;
 mod metrics;
+mod notifications;
 mod referrers;
 mod tls;
 mod uploads;

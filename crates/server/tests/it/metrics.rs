@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use reqwest::StatusCode;
 
-use crate::support::{OCI_MANIFEST, TestRegistry, assert_error, basic, client_with};
+use crate::support::{TestRegistry, assert_error, basic, client_with};
 
 /// `name{labels}` to value, from the text page.
 async fn scrape(http: &reqwest::Client, url: &str) -> HashMap<String, f64> {
@@ -44,13 +44,7 @@ async fn every_figure_moves_when_its_operation_happens() {
 
     let layer = vec![9u8; 5000];
     reg.push_image("team/app", "v1", &layer).await;
-    let r = reg
-        .http
-        .get(reg.v2("team/app/manifests/v1"))
-        .header("accept", OCI_MANIFEST)
-        .send()
-        .await
-        .expect("pull");
+    let r = reg.get_manifest("team/app", "v1").await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = reg
         .http

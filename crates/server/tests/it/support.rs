@@ -37,6 +37,10 @@ impl TestRegistry {
         }
     }
 
+    pub fn root(&self) -> &std::path::Path {
+        self.server.root()
+    }
+
     /// The `host:port` docker-style clients want.
     pub fn host(&self) -> &str {
         self.server.host()
@@ -66,6 +70,16 @@ impl TestRegistry {
             .expect("get");
         assert_eq!(r.status(), StatusCode::OK, "GET {path}");
         r.json().await.expect("json body")
+    }
+
+    /// GETs manifest `reference` of `repo`, accepting OCI image manifests.
+    pub async fn get_manifest(&self, repo: &str, reference: &str) -> Response {
+        self.http
+            .get(self.v2(&format!("{repo}/manifests/{reference}")))
+            .header("accept", OCI_MANIFEST)
+            .send()
+            .await
+            .expect("get manifest")
     }
 
     /// GETs `/v2/<path>` and parses the JSON body.
