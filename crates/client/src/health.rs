@@ -1,9 +1,10 @@
 //! Is the registry there, and is it well: a round trip to `/v2/`, and an Agent Registry's
-//! `/api/v1/health` and `/api/v1/config`.
+//! `/api/v1/health`, `/api/v1/config` and `/api/v1/logs`.
 
 use std::time::{Duration, Instant};
 
 use agent_registry_oci::health::Health;
+use agent_registry_oci::logs::{LogQuery, LogRecord};
 use reqwest::StatusCode;
 
 use crate::client::Client;
@@ -74,5 +75,15 @@ impl Client {
         let url = self.url("/api/v1/config")?;
         let response = self.send(&[], |http| http.get(url.clone())).await?;
         self.json("reading the configuration", response).await
+    }
+
+    /// An Agent Registry's recent log lines (administrators), oldest first.
+    pub async fn server_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>> {
+        self.sign_in().await?;
+        let url = self.url("/api/v1/logs")?;
+        let response = self
+            .send(&[], |http| http.get(url.clone()).query(query))
+            .await?;
+        self.json("reading the log", response).await
     }
 }

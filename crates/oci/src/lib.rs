@@ -12,6 +12,7 @@ pub mod catalogue;
 pub mod digest;
 pub mod error;
 pub mod health;
+pub mod logs;
 pub mod manifest;
 pub mod media;
 pub mod name;

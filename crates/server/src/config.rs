@@ -4,7 +4,8 @@
 //! ```yaml
 //! listen: 0.0.0.0:5000
 //! root: ./agent-registry-data        # blobs/, uploads/ and registry.db live here
-//! log: { level: info, format: text } # format: text | json
+//! log: { level: info, format: text, retain_lines: 10000 }  # format: text | json; lines kept
+//!                                                           # for `agent registry logs`
 //! storage:
 //!   fsync: true                      # false trades durability on power loss for speed
 //!   min_free_bytes: 0                # refuse pushes (507) that would leave less free; 0: off
@@ -290,6 +291,8 @@ pub struct LogConfig {
     /// A tracing filter: `info`, `debug`, `agent_registry_server=debug,warn`, ...
     pub level: String,
     pub format: LogFormat,
+    /// Lines kept in memory for `GET /api/v1/logs` (`agent registry logs`).
+    pub retain_lines: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -359,6 +362,7 @@ impl Default for LogConfig {
         LogConfig {
             level: "info".into(),
             format: LogFormat::Text,
+            retain_lines: 10_000,
         }
     }
 }

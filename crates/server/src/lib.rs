@@ -9,6 +9,7 @@ mod auth;
 pub mod config;
 mod endpoint;
 mod error;
+pub mod logs;
 pub mod metrics;
 pub mod notify;
 mod routes;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub metrics: Option<Arc<Metrics>>,
     /// `None` when no notification destination is configured.
     pub notifier: Option<Arc<notify::Notifier>>,
+    /// The recent log; `None` until the binary (or a test harness) installs the capture.
+    pub logs: Option<Arc<logs::LogStore>>,
 }
 
 impl AppState {
@@ -92,6 +95,7 @@ impl AppState {
             started: std::time::Instant::now(),
             metrics,
             notifier,
+            logs: None,
         })
     }
 }

@@ -2,14 +2,18 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use agent_registry_server::config::{Config, LogFormat};
+use agent_registry_server::logs::{Capture, LogStore};
 use agent_registry_server::{AppState, run};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod admin;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 #[derive(Parser)]
 #[command(name = "agent-registry", version, about = "An OCI registry for AI agents", long_about = None)]
@@ -78,22 +82,26 @@ impl ConfigArgs {
     }
 }
 
-fn init_logging(config: &Config) -> anyhow::Result<()> {
+/// Logs to stderr, and keeps the recent lines in the returned store for `/api/v1/logs`.
+fn init_logging(config: &Config) -> anyhow::Result<Arc<LogStore>> {
     let filter = EnvFilter::try_new(&config.log.level).with_context(|| {
         format!(
             "log level {:?} is not a valid filter (try info, debug or warn)",
             config.log.level
         )
     })?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let store = Arc::new(LogStore::new(config.log.retain_lines));
+    let stderr = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(Capture(store.clone()));
     match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => registry.with(stderr.json()).init(),
+        LogFormat::Text => registry.with(stderr).init(),
     }
-    Ok(())
+    Ok(store)
 }
 
 async fn shutdown_signal() {
@@ -137,10 +145,11 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
         Command::Permission(c) => admin::permission(c).await,
         Command::Serve(args) => {
             let config = args.load()?;
-            init_logging(&config)?;
+            let logs = init_logging(&config)?;
             let listen = config.listen;
             let root = config.root.clone();
-            let state = AppState::open(config).await?;
+            let mut state = AppState::open(config).await?;
+            state.logs = Some(logs);
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| {

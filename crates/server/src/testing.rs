@@ -2,11 +2,31 @@
 //! 127.0.0.1:<random port> over a temporary directory, in-process, and stops when dropped.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::Config;
+use crate::logs::{Capture, LogStore};
+
+/// The log of every in-process server of this test process, at `info` and above, as the
+/// binary keeps it (tests look for lines of their own).
+fn captured_logs() -> Arc<LogStore> {
+    static LOGS: OnceLock<Arc<LogStore>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let store = Arc::new(LogStore::new(10_000));
+        let _ = tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::LevelFilter::INFO)
+            .with(Capture(store.clone()))
+            .try_init();
+        store
+    })
+    .clone()
+}
 
 pub struct TestServer {
     pub url: String,
@@ -37,7 +57,9 @@ impl TestServer {
         config.storage.fsync = false;
         config.shutdown_grace_secs = 5;
         tweak(&mut config);
-        let state = crate::AppState::open(config).await.expect("open stores");
+        let logs = captured_logs();
+        let mut state = crate::AppState::open(config).await.expect("open stores");
+        state.logs = Some(logs);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -55,12 +77,12 @@ impl TestServer {
         }
     }
 
-    /// The `host:port` docker-style clients want.
     /// The storage root the server serves.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// The `host:port` docker-style clients want.
     pub fn host(&self) -> &str {
         self.url.trim_start_matches("http://")
     }

@@ -1,5 +1,5 @@
 //! `agent registry ...`: operating an Agent Registry over its `/api/v1`: reachability,
-//! health and configuration, checking credentials, permissions, repository visibility, users and robots, API
+//! health, configuration and logs, checking credentials, permissions, repository visibility, users and robots, API
 //! tokens and the access log. The registry comes from `--registry`, `--profile`, a host in the repository
 //! argument (`localhost:5000/team/agent`) or `AGENT_REGISTRY_URL`.
 
@@ -8,6 +8,7 @@ use std::time::Duration;
 use agent_registry_client::Client;
 use agent_registry_oci::access::{Grant, GrantFilter, LogFilter, NewToken, NewUser, TokenFilter};
 use agent_registry_oci::health::HealthStatus;
+use agent_registry_oci::logs::{LogQuery, LogRecord};
 use anyhow::bail;
 use clap::Subcommand;
 
@@ -70,6 +71,26 @@ Examples:
     /// What a registry holds for an image, without pulling it.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// The server's recent log lines (administrators).
+    #[command(after_help = "Examples:
+  agent registry logs --level error --since 1h --registry localhost:5000
+  agent registry logs --follow --registry localhost:5000")]
+    Logs {
+        /// Only lines this severe or more: error, warn, info, debug, trace.
+        #[arg(long, value_name = "LEVEL")]
+        level: Option<String>,
+        /// A duration back from now (30m, 1h, 7d) or an RFC 3339 time.
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Most lines to show (the newest).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Keep printing new lines as they come (every second) until interrupted.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
     /// Users and robot accounts (administrators).
     #[command(subcommand)]
     User(UserCommand),
@@ -359,6 +380,35 @@ pub async fn run(ctx: &Context, command: RegistryCommand) -> anyhow::Result<()> 
         RegistryCommand::Image(ImageCommand::Info { image, registry }) => {
             super::image_info::info(ctx, &image, &registry).await
         }
+        RegistryCommand::Logs {
+            level,
+            since,
+            limit,
+            follow,
+            registry,
+        } => {
+            let (client, _) = client_for(ctx, None, &registry)?;
+            let mut query = LogQuery {
+                level,
+                since,
+                after: None,
+                limit: Some(limit),
+            };
+            let lines = client.server_logs(&query).await?;
+            if ctx.output == Format::Json && !follow {
+                return output::json(&lines);
+            }
+            let mut last = print_log(ctx, &lines)?;
+            if !follow {
+                return Ok(());
+            }
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                query.after = last.or(query.after);
+                let lines = client.server_logs(&query).await?;
+                last = print_log(ctx, &lines)?.or(last);
+            }
+        }
         RegistryCommand::User(c) => user(ctx, c).await,
         RegistryCommand::Token(c) => token(ctx, c).await,
         RegistryCommand::AccessLogs {
@@ -496,6 +546,30 @@ async fn health(
         bail!("{} is not healthy: {}", client.host(), failing.join("; "));
     }
     Ok(())
+}
+
+/// Prints log lines (JSON lines with `-o json`); returns the last one's number.
+fn print_log(ctx: &Context, lines: &[LogRecord]) -> anyhow::Result<Option<u64>> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        if ctx.output == Format::Json {
+            writeln!(out, "{}", serde_json::to_string(line)?)?;
+            continue;
+        }
+        let fields: String = line
+            .fields
+            .iter()
+            .map(|(k, v)| format!(" {k}={v}"))
+            .collect();
+        writeln!(
+            out,
+            "{} {:>5} {}: {}{fields}",
+            line.time, line.level, line.target, line.message
+        )?;
+    }
+    out.flush()?;
+    Ok(lines.last().map(|l| l.seq))
 }
 
 /// `1h 5m`, `42s`, `500ms`.

@@ -205,3 +205,61 @@ async fn image_info_describes_an_image_and_what_refers_to_it_without_pulling() {
         .await
         .failed(4, "agent: ");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_shows_the_servers_recent_lines() {
+    // Making the first administrator logs a line naming it.
+    let server = TestServer::start_with(|c| {
+        c.auth.admin.name = "cli-log-probe".into();
+        c.auth.admin.password = "admin-password".into();
+    })
+    .await;
+    let host = server.host().to_owned();
+    let agent = Agent::new();
+    let shown = agent
+        .run(&[
+            "registry",
+            "logs",
+            "--since",
+            "1h",
+            "--limit",
+            "10000",
+            "--registry",
+            &host,
+        ])
+        .await
+        .ok();
+    assert!(
+        shown.stdout.lines().any(|l| l.contains(" INFO ")
+            && l.ends_with("created the first administrator user=cli-log-probe")),
+        "{}",
+        shown.stdout
+    );
+    let json = agent
+        .run(&[
+            "registry",
+            "logs",
+            "--level",
+            "warn",
+            "--limit",
+            "10000",
+            "--registry",
+            &host,
+            "-o",
+            "json",
+        ])
+        .await
+        .ok()
+        .json();
+    let lines = json.as_array().expect("array");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"] == "WARN" || l["level"] == "ERROR"),
+        "{json}"
+    );
+    agent
+        .run(&["registry", "logs", "--level", "loud", "--registry", &host])
+        .await
+        .failed(1, "agent: ");
+}

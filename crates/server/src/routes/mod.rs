@@ -16,6 +16,7 @@ mod health;
 mod manifests;
 mod metrics;
 mod referrers;
+mod server_logs;
 mod tags;
 mod token;
 mod uploads;
@@ -39,7 +40,8 @@ pub fn router(state: AppState) -> Router {
         .merge(token::routes())
         .merge(access::routes())
         .merge(metrics::routes())
-        .merge(config::routes());
+        .merge(config::routes())
+        .merge(server_logs::routes());
     // With access control off every caller is anonymous and may do everything; handlers
     // take a missing `Who` as anonymous, so unless rates are limited the middleware is left
     // out altogether.

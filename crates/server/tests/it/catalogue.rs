@@ -352,6 +352,7 @@ fn the_openapi_file_documents_every_route_and_query_parameter() {
         "/api/v1/health",
         "/metrics",
         "/api/v1/config",
+        "/api/v1/logs",
     ] {
         assert!(paths.get(path).is_some(), "{path} is not documented");
     }

@@ -366,3 +366,69 @@ async fn pushes_over_a_namespace_quota_are_refused_and_the_rest_go_on() {
         .expect("pull");
     assert_eq!(r.bytes().await.expect("body"), &first[..], "pulls go on");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn administrators_read_recent_log_lines_by_level_and_time() {
+    // Creating the first administrator logs an info line naming it.
+    let reg = TestRegistry::start_with(|c| {
+        c.auth.enabled = true;
+        c.auth.admin.name = "log-probe".into();
+        c.auth.admin.password = "admin-password".into();
+    })
+    .await;
+    let r = reg
+        .http
+        .get(format!("{}/api/v1/logs", reg.url))
+        .send()
+        .await
+        .expect("anonymous");
+    assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+
+    let admin =
+        crate::support::client_with(Some(&crate::support::basic("log-probe", "admin-password")));
+    let read = |query: &'static str| {
+        let (admin, url) = (admin.clone(), reg.url.clone());
+        async move {
+            let r = admin
+                .get(format!("{url}/api/v1/logs?{query}"))
+                .send()
+                .await
+                .expect("logs");
+            (r.status(), r.json::<Value>().await.expect("json"))
+        }
+    };
+    let (status, lines) = read("level=info&since=1h&limit=10000").await;
+    assert_eq!(status, StatusCode::OK);
+    let lines = lines.as_array().expect("array").clone();
+    let probe = lines
+        .iter()
+        .find(|l| l.to_string().contains("log-probe"))
+        .unwrap_or_else(|| panic!("no line about the new administrator in {lines:?}"));
+    assert_eq!(probe["level"], "INFO", "{probe}");
+    assert_eq!(probe["fields"]["user"], "log-probe", "{probe}");
+    assert_eq!(probe["message"], "created the first administrator");
+    let seq = probe["seq"].as_u64().expect("seq");
+    assert!(
+        lines
+            .windows(2)
+            .all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64()),
+        "oldest first"
+    );
+    let (_, warnings) = read("level=warn&limit=10000").await;
+    assert!(
+        !warnings.to_string().contains("log-probe"),
+        "an info line is not a warning"
+    );
+    let (_, after) = read("level=info&limit=10000&after=999999999").await;
+    assert_eq!(after, Value::Array(Vec::new()));
+    let (_, from) = read("limit=1").await;
+    assert!(
+        from[0]["seq"].as_u64() >= Some(seq),
+        "the newest line comes last"
+    );
+    for bad in ["level=loud", "since=yesterday", "limit=0"] {
+        let (status, body) = read(bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["errors"][0]["code"], "PARAMETER_INVALID");
+    }
+}

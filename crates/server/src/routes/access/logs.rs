@@ -36,7 +36,7 @@ fn line(e: AccessEvent) -> LogLine {
 }
 
 /// `24h`, `30m`, `7d`, `90s` back from `now`, or an RFC 3339 time.
-fn since(s: &str, now: i64) -> Option<i64> {
+pub(in crate::routes) fn since(s: &str, now: i64) -> Option<i64> {
     if let Some(t) = parse_rfc3339(s) {
         return Some(t);
     }

@@ -7,7 +7,7 @@
 
 mod accounts;
 mod grants;
-mod logs;
+pub(super) mod logs;
 
 use agent_registry_access::Caller;
 use agent_registry_oci::ErrorCode;
