@@ -1,7 +1,8 @@
 //! `/metrics`: what the registry does and holds, in the Prometheus (OpenMetrics) text format.
 //!
 //! Requests update counters and histograms as they finish (atomic adds behind a read lock per
-//! label set); what the stores hold (repositories, blobs, bytes, open uploads, free space) and
+//! label set): `/v2/` requests in the dispatcher, which knows their endpoint, the rest in a
+//! middleware; what the stores hold (repositories, blobs, bytes, open uploads, free space) and
 //! the registry's own running totals are read when the page is scraped.
 //!
 //! Labels stay few: `family` names the kind of route (`manifests`, `blobs`, `uploads`, `tags`,
@@ -26,10 +27,17 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Unit;
 
-/// The kind of route a request went to, set on `/v2/` responses by the dispatcher (which
-/// parsed the path) and worked out from the path for the rest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RouteFamily(pub &'static str);
+use crate::endpoint::Endpoint;
+
+/// A `/v2/` request the dispatcher is timing, with what it will count when answered.
+#[derive(Debug)]
+pub struct Observation {
+    family: &'static str,
+    method: &'static str,
+    /// `pulls` or `pushes`, and the repository class, for manifest GETs and PUTs.
+    operation: Option<(bool, String)>,
+    started: Instant,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct Route {
@@ -112,36 +120,48 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts a `/v2/` manifest push or pull, and the bytes of a blob served.
-    pub fn record_v2(
-        &self,
-        family: &'static str,
-        method: &Method,
-        repo: Option<&RepoName>,
-        response: &Response,
-    ) {
-        let status = response.status();
-        let operation = || Operation {
-            repository_class: repository_class(repo),
-            result: result(status),
+    /// Starts timing a `/v2/` request (the dispatcher's, so it needs no middleware).
+    pub fn start(&self, endpoint: &Endpoint, method: &Method) -> Observation {
+        let family = endpoint.family();
+        let push = match (family, method) {
+            ("manifests", &Method::GET) => Some(false),
+            ("manifests", &Method::PUT) => Some(true),
+            _ => None,
         };
-        match (family, method) {
-            ("manifests", &Method::GET) => {
-                self.pulls.get_or_create(&operation()).inc();
-            }
-            ("manifests", &Method::PUT) => {
-                self.pushes.get_or_create(&operation()).inc();
-            }
-            ("blobs", &Method::GET) if status.is_success() => {
-                let sent = response
-                    .headers()
-                    .get(header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                self.bytes_sent.inc_by(sent);
-            }
-            _ => {}
+        Observation {
+            family,
+            method: method_label(method),
+            operation: push.map(|push| (push, repository_class(endpoint.name()))),
+            started: Instant::now(),
+        }
+    }
+
+    /// Records a `/v2/` request's time, a manifest push or pull, and the bytes of a blob
+    /// served.
+    pub fn finish(&self, observed: Observation, response: &Response) {
+        let status = response.status();
+        self.durations
+            .get_or_create(&Route {
+                family: observed.family,
+                method: observed.method,
+            })
+            .observe(observed.started.elapsed().as_secs_f64());
+        if let Some((push, repository_class)) = observed.operation {
+            let counter = if push { &self.pushes } else { &self.pulls };
+            counter
+                .get_or_create(&Operation {
+                    repository_class,
+                    result: result(status),
+                })
+                .inc();
+        } else if observed.family == "blobs" && observed.method == "GET" && status.is_success() {
+            let sent = response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            self.bytes_sent.inc_by(sent);
         }
     }
 
@@ -201,20 +221,17 @@ impl Metrics {
     }
 }
 
-/// Times every request into the duration histogram of its route family.
+/// Times a request outside `/v2/<name>/...` (which the dispatcher times itself) into the
+/// duration histogram of its route family.
 pub async fn observe(
     State(metrics): State<Arc<Metrics>>,
     request: Request,
     next: Next,
 ) -> Response {
     let method = method_label(request.method());
-    let path_family = family_of_path(request.uri().path());
+    let family = family_of_path(request.uri().path());
     let started = Instant::now();
     let response = next.run(request).await;
-    let family = response
-        .extensions()
-        .get::<RouteFamily>()
-        .map_or(path_family, |f| f.0);
     metrics
         .durations
         .get_or_create(&Route { family, method })
@@ -222,7 +239,7 @@ pub async fn observe(
     response
 }
 
-/// The family of a path outside `/v2/<name>/...` (which the dispatcher names itself).
+/// The family of a path outside `/v2/<name>/...`.
 fn family_of_path(path: &str) -> &'static str {
     match path {
         "/v2/" | "/v2" => "base",

@@ -22,14 +22,19 @@ use crate::AppState;
 use crate::auth::{self, Who};
 use crate::endpoint::Endpoint;
 use crate::error::{ApiError, ApiResult};
-use crate::metrics::RouteFamily;
+use crate::metrics::Observation;
 use crate::notify::Notice;
 
+/// Everything under `/v2/<name>/` and `/v2/_catalog`.
 pub fn routes() -> Router<AppState> {
+    Router::new().route("/v2/{*rest}", any(dispatch))
+}
+
+/// The API version check, `/v2/`.
+pub fn base_routes() -> Router<AppState> {
     Router::new()
         .route("/v2", get(base))
         .route("/v2/", get(base))
-        .route("/v2/{*rest}", any(dispatch))
 }
 
 /// The API version check: 200 with an empty JSON object. With access control on, a caller
@@ -82,6 +87,7 @@ async fn dispatch(
         Ok(e) => e,
         Err(e) => return ApiError::from(e).into_response(),
     };
+    let observed = state.metrics.as_ref().map(|m| m.start(&endpoint, &method));
     let query = Query::<HashMap<String, String>>::try_from_uri(&uri)
         .map(|q| q.0)
         .unwrap_or_default();
@@ -100,6 +106,7 @@ async fn dispatch(
         if let Some(what) = audited {
             record_event(&state, what, &req.who, req.client, response.status());
         }
+        finish(&state, observed, &response);
         return response;
     }
     // Requests that stream an upload body are bounded by the body's idle timeout instead.
@@ -108,16 +115,11 @@ async fn dispatch(
         Endpoint::UploadStart { .. } | Endpoint::Upload { .. }
     );
     let audit = audited.map(|what| (what, req.who.clone(), req.client));
-    let family = endpoint.family();
     let notice = state
         .notifier
         .as_ref()
         .and_then(|_| Notice::of(&endpoint, &req.method, &req.headers, req.client));
     let actor = notice.as_ref().and_then(|_| req.who.caller.name.clone());
-    let counted = state
-        .metrics
-        .clone()
-        .map(|m| (m, req.method.clone(), endpoint.name().cloned()));
     let handled = route(state.clone(), endpoint, req, body);
     let result = if streams_body {
         handled.await
@@ -130,7 +132,7 @@ async fn dispatch(
                     .with_status(StatusCode::SERVICE_UNAVAILABLE))
             })
     };
-    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    let response = result.unwrap_or_else(IntoResponse::into_response);
     if let Some((what, who, client)) = audit {
         record_event(&state, what, &who, client, response.status());
     }
@@ -145,11 +147,14 @@ async fn dispatch(
             notifier.notify(event);
         }
     }
-    if let Some((metrics, method, repo)) = counted {
-        metrics.record_v2(family, &method, repo.as_ref(), &response);
-        response.extensions_mut().insert(RouteFamily(family));
-    }
+    finish(&state, observed, &response);
     response
+}
+
+fn finish(state: &AppState, observed: Option<Observation>, response: &Response) {
+    if let (Some(metrics), Some(observed)) = (&state.metrics, observed) {
+        metrics.finish(observed, response);
+    }
 }
 
 /// The repository and action an endpoint needs, checked before it runs.

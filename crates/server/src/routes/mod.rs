@@ -34,14 +34,23 @@ use crate::error::{ApiError, ApiResult};
 pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
 
 pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
-        .merge(distribution::routes())
+    let rest = Router::new()
         .merge(catalogue::routes())
         .merge(token::routes())
         .merge(access::routes())
         .merge(metrics::routes())
         .merge(config::routes())
-        .merge(server_logs::routes());
+        .merge(server_logs::routes())
+        .merge(distribution::base_routes());
+    // `/v2/<name>/...` is timed by its dispatcher, which knows the endpoint; the rest here.
+    let rest = match &state.metrics {
+        Some(m) => rest.layer(axum::middleware::from_fn_with_state(
+            m.clone(),
+            crate::metrics::observe,
+        )),
+        None => rest,
+    };
+    let routes = distribution::routes().merge(rest);
     // With access control off every caller is anonymous and may do everything; handlers
     // take a missing `Who` as anonymous, so unless rates are limited the middleware is left
     // out altogether.
@@ -54,16 +63,8 @@ pub fn router(state: AppState) -> Router {
         routes
     };
     // Probes need neither credentials nor a rate limit.
-    let routes = routes.merge(health::routes());
-    // Timing wraps authentication too, so a slow credential check shows.
-    let routes = match &state.metrics {
-        Some(m) => routes.layer(axum::middleware::from_fn_with_state(
-            m.clone(),
-            crate::metrics::observe,
-        )),
-        None => routes,
-    };
     routes
+        .merge(health::routes())
         .layer(axum::middleware::map_response(api_version_header))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
