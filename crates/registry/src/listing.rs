@@ -52,7 +52,13 @@ impl Registry {
             .tags_version(repo)
             .await?
             .ok_or_else(|| Error::NameUnknown(repo.clone()))?;
-        let all = match self.inner.tags_cache.get(repo, version) {
+        let cached = self.inner.tags_cache.get(repo, version);
+        let counter = match cached {
+            Some(_) => &self.inner.counters.tag_cache_hits,
+            None => &self.inner.counters.tag_cache_misses,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let all = match cached {
             Some(all) => all,
             None => {
                 let page = meta

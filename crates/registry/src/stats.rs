@@ -12,6 +12,9 @@ pub struct Counters {
     pub bytes_received: AtomicU64,
     /// Abandoned uploads removed by the hourly purge.
     pub uploads_purged: AtomicU64,
+    /// Tag lists served from memory, and read from the database.
+    pub tag_cache_hits: AtomicU64,
+    pub tag_cache_misses: AtomicU64,
 }
 
 /// What the stores hold now.

@@ -186,6 +186,16 @@ impl Metrics {
             "Abandoned uploads removed by the hourly purge",
             ConstCounter::new(load(&counters.uploads_purged)),
         );
+        now.register(
+            "registry_tag_cache_hits",
+            "Tag lists served from memory",
+            ConstCounter::new(load(&counters.tag_cache_hits)),
+        );
+        now.register(
+            "registry_tag_cache_misses",
+            "Tag lists read from the database",
+            ConstCounter::new(load(&counters.tag_cache_misses)),
+        );
         let gauge = |n: u64| ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX));
         now.register(
             "registry_repositories",

@@ -68,6 +68,16 @@ async fn every_figure_moves_when_its_operation_happens() {
         .await
         .expect("blob");
     assert_eq!(r.bytes().await.expect("body").len(), layer.len());
+    // The first tag list is read from the database, the second from memory.
+    for _ in 0..2 {
+        let r = reg
+            .http
+            .get(reg.v2("team/app/tags/list"))
+            .send()
+            .await
+            .expect("tags");
+        assert_eq!(r.status(), StatusCode::OK);
+    }
     let r = reg
         .http
         .post(reg.v2("team/app/blobs/uploads/"))
@@ -102,6 +112,8 @@ async fn every_figure_moves_when_its_operation_happens() {
     assert_eq!(moved("registry_storage_bytes"), 5037.0);
     assert_eq!(moved("registry_upload_sessions"), 1.0);
     assert!(get(&after, "registry_storage_free_bytes") > 0.0);
+    assert_eq!(moved("registry_tag_cache_misses_total"), 1.0);
+    assert_eq!(moved("registry_tag_cache_hits_total"), 1.0);
     assert_eq!(
         moved(r#"registry_http_request_duration_seconds_count{family="manifests",method="GET"}"#),
         3.0
