@@ -28,6 +28,8 @@ const BATCH: usize = 100;
 const QUEUE: usize = 10_000;
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The longest one attempt may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub const ENVELOPE_TYPE: &str = "application/vnd.docker.distribution.events.v1+json";
 
@@ -123,9 +125,15 @@ impl Notifier {
             queues.push((hook.name.clone(), tx));
         }
         if let Some(config) = &config.nats {
-            let client = async_nats::connect(&config.url).await.with_context(|| {
-                format!("connecting to NATS at {} (notifications.nats)", config.url)
-            })?;
+            // A NATS server that is down must not keep the registry from starting: the client
+            // connects in the background and events wait (and retry) meanwhile.
+            let client = async_nats::ConnectOptions::new()
+                .retry_on_initial_connect()
+                .connect(&config.url)
+                .await
+                .with_context(|| {
+                    format!("connecting to NATS at {} (notifications.nats)", config.url)
+                })?;
             let (tx, rx) = mpsc::channel(QUEUE);
             let retry = Retry::new(config.backoff_ms, config.give_up_after_secs);
             let deliver = nats(client, config.subject.clone());
@@ -257,7 +265,14 @@ async fn deliver_all(
         let started = Instant::now();
         let mut wait = retry.first;
         loop {
-            match deliver(batch.clone()).await {
+            // A destination that hangs (NATS still connecting, say) fails like one that refuses.
+            let limit = retry
+                .give_up_after
+                .clamp(Duration::from_secs(1), ATTEMPT_TIMEOUT);
+            let attempt = tokio::time::timeout(limit, deliver(batch.clone()))
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {}s", limit.as_secs())));
+            match attempt {
                 Ok(()) => break,
                 Err(e) if started.elapsed() + wait > retry.give_up_after => {
                     tracing::warn!(destination = name, error = %e, events = batch.len(), "giving up on notifications; see the dead-letter log");

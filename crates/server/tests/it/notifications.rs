@@ -186,3 +186,31 @@ fn uuid_like() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nats_server_that_is_down_delays_nothing_and_its_events_are_dead_lettered() {
+    let port = free_port();
+    let reg = TestRegistry::start_with(|c| {
+        c.notifications.nats = Some(NatsConfig {
+            url: format!("nats://127.0.0.1:{port}"),
+            subject: "agent-registry.nowhere".into(),
+            backoff_ms: 100,
+            give_up_after_secs: 1,
+        })
+    })
+    .await;
+    reg.push_image("team/unheard", "v1", b"layer").await;
+    let log = reg.root().join("notifications/dead-letter.jsonl");
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if !text.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let line: Value =
+        serde_json::from_str(text.lines().next().expect("a dead letter")).expect("json");
+    assert_eq!(line["destination"], "nats");
+    assert_eq!(line["events"][0]["target"]["repository"], "team/unheard");
+}
