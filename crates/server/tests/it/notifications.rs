@@ -56,6 +56,19 @@ async fn receiver(port: u16) -> Received {
     received
 }
 
+/// The first line of the dead-letter log, once there is one (within 10 s).
+async fn first_dead_letter(reg: &TestRegistry) -> Value {
+    let log = reg.root().join("notifications/dead-letter.jsonl");
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().next() {
+            return serde_json::from_str(line).expect("a JSON line");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nothing in {} after 10 s", log.display());
+}
+
 async fn push_pull_delete(reg: &TestRegistry) -> agent_registry_oci::Digest {
     let (_, digest) = reg.push_image("team/app", "v1", b"layer").await;
     let r = reg.get_manifest("team/app", "v1").await;
@@ -127,17 +140,7 @@ async fn undeliverable_events_land_in_the_dead_letter_log() {
     let port = free_port();
     let reg = TestRegistry::start_with(|c| c.notifications.webhooks = vec![hook(port, 1)]).await;
     reg.push_image("team/lost", "v1", b"layer").await;
-    let log = reg.root().join("notifications/dead-letter.jsonl");
-    let mut text = String::new();
-    for _ in 0..60 {
-        text = std::fs::read_to_string(&log).unwrap_or_default();
-        if !text.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let line: Value =
-        serde_json::from_str(text.lines().next().expect("a dead letter")).expect("json");
+    let line = first_dead_letter(&reg).await;
     assert_eq!(line["destination"], "hook");
     assert!(
         line["error"].as_str().is_some_and(|e| !e.is_empty()),
@@ -200,17 +203,7 @@ async fn a_nats_server_that_is_down_delays_nothing_and_its_events_are_dead_lette
     })
     .await;
     reg.push_image("team/unheard", "v1", b"layer").await;
-    let log = reg.root().join("notifications/dead-letter.jsonl");
-    let mut text = String::new();
-    for _ in 0..100 {
-        text = std::fs::read_to_string(&log).unwrap_or_default();
-        if !text.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let line: Value =
-        serde_json::from_str(text.lines().next().expect("a dead letter")).expect("json");
+    let line = first_dead_letter(&reg).await;
     assert_eq!(line["destination"], "nats");
     assert_eq!(line["events"][0]["target"]["repository"], "team/unheard");
 }
