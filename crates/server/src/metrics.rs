@@ -6,7 +6,7 @@
 //! the registry's own running totals are read when the page is scraped.
 //!
 //! Labels stay few: `family` names the kind of route (`manifests`, `blobs`, `uploads`, `tags`,
-//! `catalog`, `referrers`, `base`, `search`, `api`, `token`, `health`, `metrics`, `other`),
+//! `catalog`, `referrers`, `base`, `search`, `api`, `token`, `metrics`, `other`; probes are not timed),
 //! `repository_class` the first part of a repository's name (`team` for `team/agent`; `_`
 //! for a name without one), `result` `success`, `client_error` or `server_error`.
 
@@ -249,14 +249,13 @@ pub async fn observe(
     response
 }
 
-/// The family of a path outside `/v2/<name>/...`.
+/// The family of a path the middleware times: outside `/v2/<name>/...` and `/v2/_catalog`
+/// (the dispatcher's) and the probes (not timed).
 fn family_of_path(path: &str) -> &'static str {
     match path {
         "/v2/" | "/v2" => "base",
-        "/v2/_catalog" => "catalog",
         "/token" => "token",
         "/metrics" => "metrics",
-        "/healthz" | "/readyz" | "/api/v1/health" => "health",
         "/api/v1/search" => "search",
         p if p.starts_with("/api/v1/") => "api",
         _ => "other",
@@ -301,7 +300,7 @@ mod tests {
         assert_eq!(family_of_path("/v2/"), "base");
         assert_eq!(family_of_path("/api/v1/search"), "search");
         assert_eq!(family_of_path("/api/v1/users/alice"), "api");
-        assert_eq!(family_of_path("/readyz"), "health");
+        assert_eq!(family_of_path("/token"), "token");
         assert_eq!(family_of_path("/favicon.ico"), "other");
     }
 

@@ -13,7 +13,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_util::future::BoxFuture;
@@ -208,7 +208,10 @@ fn webhook(hook: &WebhookConfig) -> anyhow::Result<Deliver> {
             .body(serde_json::to_vec(&Envelope { events: &events }).unwrap_or_default())
             .send();
         Box::pin(async move {
-            let response = request.await.map_err(|e| error_chain(&e))?;
+            // `{:#}` prints the error with its causes ("connection refused" and the like).
+            let response = request
+                .await
+                .map_err(|e| format!("{:#}", anyhow::Error::new(e)))?;
             match response.status() {
                 s if s.is_success() => Ok(()),
                 s => Err(format!("the receiver answered {s}")),
@@ -232,17 +235,6 @@ fn nats(client: async_nats::Client, subject: String) -> Deliver {
             client.flush().await.map_err(|e| e.to_string())
         })
     })
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
 }
 
 /// Delivers what `queue` receives, batch by batch, in order, retrying each batch until it is
@@ -336,11 +328,9 @@ impl DeadLetters {
     }
 }
 
+/// Now, in RFC 3339 to the second (event and log line times).
 pub fn now_rfc3339() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    agent_registry_oci::catalogue::format_rfc3339(now)
+    agent_registry_oci::catalogue::format_rfc3339(crate::unix_now())
 }
 
 /// What a request will report once answered, taken before it is handled (the handler consumes
