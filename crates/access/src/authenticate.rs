@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use agent_registry_metadata::access::{AccessEvent, PrincipalKind, PrincipalRecord, TokenKind};
@@ -26,8 +27,10 @@ impl Access {
         let (scheme, value) = scheme_and_value(header);
         let key = secret::sha256(header.as_bytes());
         if let Some(known) = self.cached(&key).await {
+            self.0.cache_hits.fetch_add(1, Ordering::Relaxed);
             return known;
         }
+        self.0.cache_misses.fetch_add(1, Ordering::Relaxed);
         let mut until = Instant::now() + CREDENTIAL_TTL;
         let result = if is_registry_token(header) {
             // A registry JWT: checked once, then trusted from the cache until it expires

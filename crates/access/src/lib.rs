@@ -133,6 +133,14 @@ pub struct CreatedToken {
 #[derive(Clone, Debug)]
 pub struct Access(Arc<Inner>);
 
+/// How the credential cache has served (see [`Access::credential_cache`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheFigures {
+    pub hits: u64,
+    pub misses: u64,
+    pub entries: u64,
+}
+
 /// A checked credential's answer.
 #[derive(Debug, Clone)]
 enum Known {
@@ -153,6 +161,9 @@ struct Inner {
     /// SHA-256 of an Authorization header -> what checking it answered, and until when
     /// that answer holds.
     known: Mutex<HashMap<Vec<u8>, (Known, Instant)>>,
+    /// Headers answered from `known`, and headers that had to be checked.
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
     /// Failed logins per user name, and (more leniently: many users may share one) per
     /// client address.
     user_brake: limiter::LoginBrake,
@@ -179,6 +190,8 @@ impl Access {
             started: Instant::now(),
             refreshing: tokio::sync::Mutex::new(()),
             known: Mutex::new(HashMap::new()),
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
             user_brake: limiter::LoginBrake::new(5),
             ip_brake: limiter::LoginBrake::new(20),
             per_ip: settings.per_ip.map(limiter::Limiter::new),
@@ -268,6 +281,15 @@ impl Access {
             return Readable::All;
         }
         self.policy().await.readable(caller)
+    }
+
+    /// The credential cache, for metrics: hits and misses since start, and entries now.
+    pub fn credential_cache(&self) -> CacheFigures {
+        CacheFigures {
+            hits: self.0.cache_hits.load(Ordering::Relaxed),
+            misses: self.0.cache_misses.load(Ordering::Relaxed),
+            entries: self.0.known.lock().map_or(0, |k| k.len() as u64),
+        }
     }
 
     /// Whether any rate limit is configured.

@@ -673,7 +673,7 @@ fn resources(c: &mut Check, value: &Value) {
     }
 }
 
-/// `30s`, `1m`, `1h`, `500ms`, `1m30s`.
+/// `30s`, `1m`, `1h`, `7d`, `500ms`, `1m30s`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let mut total = Duration::ZERO;
     let mut rest = s.trim();
@@ -693,6 +693,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
             "s" => Duration::from_secs(n),
             "m" => Duration::from_secs(n * 60),
             "h" => Duration::from_secs(n * 3600),
+            "d" => Duration::from_secs(n * 86_400),
             _ => return None,
         };
         rest = tail;
@@ -845,6 +846,7 @@ spec:
     fn durations_read_like_docker_compose() {
         assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86_400)));
         assert_eq!(parse_duration("10"), None);
         assert_eq!(parse_duration("soon"), None);
     }

@@ -577,8 +577,19 @@ async fn read_limited(mut response: Response, max: usize) -> Result<Bytes, Strin
     Ok(out.into())
 }
 
-/// The message of the first error in an OCI error body.
+/// The message in an error body: the first of the distribution spec's `{"errors":[...]}`, or the
+/// `{"status":"error","errorType","error"}` of Prometheus's query API (which the registry's
+/// metric queries answer in too).
 pub(crate) fn server_message(body: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Query {
+        error_type: String,
+        error: String,
+    }
+    if let Ok(q) = serde_json::from_str::<Query>(body) {
+        return Some(format!("{}: {}", q.error_type, q.error));
+    }
     #[derive(Deserialize)]
     struct Body {
         errors: Vec<Entry>,

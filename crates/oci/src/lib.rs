@@ -15,6 +15,7 @@ pub mod health;
 pub mod logs;
 pub mod manifest;
 pub mod media;
+pub mod metrics;
 pub mod name;
 pub mod version;
 

@@ -35,7 +35,10 @@
 //!     per_ip: { per_second: 0, burst: 0 }
 //!     per_principal: { per_second: 0, burst: 0 }
 //! audit: { retain_days: 90 }         # access log lines older than this are dropped
-//! metrics: { enabled: true }         # /metrics (administrators only when auth is on)
+//! metrics:
+//!   enabled: true                    # /metrics (administrators only when auth is on)
+//!   history: { interval_secs: 15, retain_days: 7 }  # samples of /metrics in metrics.db for
+//!                                    # /api/v1/metrics/query; retain_days 0 turns it off
 //! notifications:                     # push, pull and delete events (distribution envelope)
 //!   webhooks:
 //!     - { name: audit, url: "https://hooks.example.com/registry", headers: { Authorization: "Bearer ..." },
@@ -248,11 +251,34 @@ fn default_give_up_after_secs() -> u64 {
 pub struct MetricsConfig {
     /// Count requests and serve `/metrics`.
     pub enabled: bool,
+    pub history: HistoryConfig,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig { enabled: true }
+        MetricsConfig {
+            enabled: true,
+            history: HistoryConfig::default(),
+        }
+    }
+}
+
+/// The built-in time series: `/metrics` sampled into `<root>/metrics.db`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Seconds between samples.
+    pub interval_secs: u64,
+    /// Days samples are kept; 0 keeps none (no sampling, no query API).
+    pub retain_days: u64,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            interval_secs: 15,
+            retain_days: 7,
+        }
     }
 }
 
@@ -505,6 +531,9 @@ impl Config {
                     hook.url
                 );
             }
+        }
+        if self.metrics.history.interval_secs == 0 {
+            anyhow::bail!("metrics.history.interval_secs must be at least 1");
         }
         self.access_settings()?;
         Ok(())

@@ -9,6 +9,7 @@ mod auth;
 pub mod config;
 mod endpoint;
 mod error;
+pub mod history;
 pub mod logs;
 pub mod metrics;
 pub mod notify;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub started: std::time::Instant,
     /// `None` with `metrics.enabled: false`.
     pub metrics: Option<Arc<Metrics>>,
+    /// The sampled history of `metrics`; `None` when metrics or their history are off.
+    pub history: Option<Arc<history::History>>,
     /// `None` when no notification destination is configured.
     pub notifier: Option<Arc<notify::Notifier>>,
     /// The recent log; `None` until the binary (or a test harness) installs the capture.
@@ -85,6 +88,10 @@ impl AppState {
             config.catalogue_rules()?,
         );
         let metrics = config.metrics.enabled.then(Arc::default);
+        let history = match metrics {
+            Some(_) => history::History::open(root, &config.metrics.history)?.map(Arc::new),
+            None => None,
+        };
         let notifier = notify::Notifier::start(&config.notifications, root)
             .await?
             .map(Arc::new);
@@ -94,6 +101,7 @@ impl AppState {
             config: Arc::new(config),
             started: std::time::Instant::now(),
             metrics,
+            history,
             notifier,
             logs: None,
         })
@@ -141,6 +149,16 @@ pub async fn run(
         state.config.audit.retain_days,
     ));
     let warmer = tokio::spawn(warm_catalogue(state.registry.clone()));
+    let sampler = tokio::spawn(match (&state.history, &state.metrics) {
+        (Some(history), Some(metrics)) => {
+            futures_util::future::Either::Left(history.clone().sample(
+                metrics.clone(),
+                state.registry.clone(),
+                state.access.clone(),
+            ))
+        }
+        _ => futures_util::future::Either::Right(std::future::ready(())),
+    });
     let grace = Duration::from_secs(state.config.shutdown_grace_secs);
     let tls = state.config.tls.clone();
     let app = router(state);
@@ -150,7 +168,7 @@ pub async fn run(
     };
     // Abort only takes effect at the task's next poll; wait for it, so the state (and the
     // storage lock it holds) is gone when `run` returns and the root can be reopened.
-    for task in [purger, pruner, warmer] {
+    for task in [purger, pruner, warmer, sampler] {
         task.abort();
         let _ = task.await;
     }

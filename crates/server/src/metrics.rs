@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use agent_registry_access::Access;
 use agent_registry_oci::RepoName;
 use agent_registry_registry::Registry;
 use axum::extract::{Request, State};
@@ -171,9 +172,10 @@ impl Metrics {
     }
 
     /// The page Prometheus scrapes: the request metrics, then what the registry holds now.
-    pub async fn render(&self, registry: &Registry) -> Result<String, String> {
+    pub async fn render(&self, registry: &Registry, access: &Access) -> Result<String, String> {
         let usage = registry.usage().await.map_err(|e| e.to_string())?;
         let counters = registry.counters();
+        let credentials = access.credential_cache();
         let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         let mut now = prometheus_client::registry::Registry::default();
         now.register(
@@ -196,7 +198,22 @@ impl Metrics {
             "Tag lists read from the database",
             ConstCounter::new(load(&counters.tag_cache_misses)),
         );
+        now.register(
+            "registry_credential_cache_hits",
+            "Credentials answered from the cache, without hashing or a database read",
+            ConstCounter::new(credentials.hits),
+        );
+        now.register(
+            "registry_credential_cache_misses",
+            "Credentials checked in full",
+            ConstCounter::new(credentials.misses),
+        );
         let gauge = |n: u64| ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX));
+        now.register(
+            "registry_credential_cache_entries",
+            "Checked credentials held in the cache",
+            gauge(credentials.entries),
+        );
         now.register(
             "registry_repositories",
             "Repositories",

@@ -2,13 +2,14 @@
 //! `local` (images, tag, rmi, prune, inspect) to the local store only, `login` to both
 //! registries and saved credentials, `node` ensures images under a pull policy, `agent`
 //! makes agents (init, build) and finds them (search, versions, rate), `registry` operates
-//! an Agent Registry (ping, health, config, image info, auth test, permissions, visibility,
-//! users, tokens, access logs).
+//! an Agent Registry (ping, health, metrics, logs, config, image info, auth test, permissions,
+//! visibility, users, tokens, access logs), `metrics` draws its metric history.
 
 pub mod agent;
 pub mod image_info;
 pub mod local;
 pub mod login;
+pub mod metrics;
 pub mod node;
 pub mod registry;
 pub mod transfer;

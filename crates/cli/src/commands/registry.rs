@@ -41,7 +41,7 @@ Examples:
         #[arg(long)]
         detailed: bool,
         /// Give up after this long: 500ms, 30s, 1m.
-        #[arg(long, default_value = "30s", value_parser = timeout)]
+        #[arg(long, default_value = "30s", value_parser = positive_duration)]
         timeout: Duration,
         #[command(flatten)]
         registry: RegistryArgs,
@@ -71,6 +71,42 @@ Examples:
     /// What a registry holds for an image, without pulling it.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// What the registry has been doing: counts, bytes and levels over a period, each with
+    /// a sparkline (administrators).
+    #[command(
+        after_help = "Without --metric or --query: pushes, pulls, requests, failed sign-ins, \
+bytes received and sent, and what the registry holds. VALUE is the total over the period for \
+counts and the latest value for levels. The registry answers from its built-in history \
+(metrics.history in its config); --prometheus asks a Prometheus that scrapes its /metrics \
+instead.
+
+Examples:
+  agent registry metrics --registry localhost:5000
+  agent registry metrics --metric push_operations_total --period 7d
+  agent registry metrics --query 'sum by (result) (rate(pull_operations_total[5m]))' --period 1h
+  agent registry metrics --query 'rate(registry_http_request_duration_seconds_sum[5m]) / rate(registry_http_request_duration_seconds_count[5m])'
+  agent registry metrics --prometheus http://prometheus:9090 -o json"
+    )]
+    Metrics {
+        /// One metric, a row per series: its events per step for a counter (`_total`,
+        /// `_count`, `_sum`), its value for anything else.
+        #[arg(long, value_name = "NAME", conflicts_with = "query")]
+        metric: Option<String>,
+        /// A PromQL expression, a row per series it returns.
+        #[arg(long, value_name = "PROMQL")]
+        query: Option<String>,
+        /// How far back: 30m, 24h, 7d.
+        #[arg(long, default_value = "24h", value_parser = positive_duration)]
+        period: Duration,
+        /// Time between points (default: the period over 60, at least 15s).
+        #[arg(long, value_parser = positive_duration)]
+        step: Option<Duration>,
+        /// Ask this Prometheus instead of the registry's own history.
+        #[arg(long, value_name = "URL", env = "AGENT_PROMETHEUS_URL")]
+        prometheus: Option<String>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
     /// The server's recent log lines (administrators).
     #[command(after_help = "Examples:
   agent registry logs --level error --since 1h --registry localhost:5000
@@ -335,10 +371,10 @@ fn client_for<'a>(
     Ok((ctx.env().catalogue(&args)?, repo))
 }
 
-fn timeout(s: &str) -> Result<Duration, String> {
+fn positive_duration(s: &str) -> Result<Duration, String> {
     agent_registry_agent::spec::parse_duration(s)
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("{s:?} is not a duration such as 500ms, 30s or 1m"))
+        .ok_or_else(|| format!("{s:?} is not a duration such as 500ms, 30s, 1h or 7d"))
 }
 
 pub async fn run(ctx: &Context, command: RegistryCommand) -> anyhow::Result<()> {
@@ -379,6 +415,28 @@ pub async fn run(ctx: &Context, command: RegistryCommand) -> anyhow::Result<()> 
         }
         RegistryCommand::Image(ImageCommand::Info { image, registry }) => {
             super::image_info::info(ctx, &image, &registry).await
+        }
+        RegistryCommand::Metrics {
+            metric,
+            query,
+            period,
+            step,
+            prometheus,
+            registry,
+        } => {
+            let source = match prometheus {
+                Some(url) => super::metrics::Source::Prometheus(
+                    agent_registry_client::Prometheus::new(&url, Duration::from_secs(60))?,
+                ),
+                None => super::metrics::Source::Registry(client_for(ctx, None, &registry)?.0),
+            };
+            let ask = super::metrics::Ask {
+                metric,
+                query,
+                period,
+                step,
+            };
+            super::metrics::show(ctx, &source, ask).await
         }
         RegistryCommand::Logs {
             level,

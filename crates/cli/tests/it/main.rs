@@ -6,6 +6,7 @@ mod build;
 mod engine;
 mod faults;
 mod interop;
+mod metrics;
 mod node;
 mod operate;
 mod support;

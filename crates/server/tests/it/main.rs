@@ -15,6 +15,7 @@ mod interop_auth;
 mod lifecycle;
 mod listing;
 mod manifests;
+mod metric_history;
 mod metrics;
 mod notifications;
 mod referrers;

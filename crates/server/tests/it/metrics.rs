@@ -151,6 +151,16 @@ async fn only_administrators_read_metrics_and_sign_ins_are_counted() {
     let m = scrape(&admin, &reg.url).await;
     assert_eq!(get(&m, r#"auth_attempts_total{result="failure"}"#), 1.0);
     assert!(get(&m, r#"auth_attempts_total{result="success"}"#) >= 1.0);
+    // The wrong password and the administrator's were each checked once; asking again with
+    // either is answered from the credential cache.
+    assert_eq!(get(&m, "registry_credential_cache_misses_total"), 2.0);
+    assert_eq!(get(&m, "registry_credential_cache_entries"), 2.0);
+    let r = wrong.get(reg.v2("")).send().await.expect("wrong again");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let again = scrape(&admin, &reg.url).await;
+    let moved = |key: &str| get(&again, key) - get(&m, key);
+    assert_eq!(moved("registry_credential_cache_hits_total"), 2.0);
+    assert_eq!(moved("registry_credential_cache_misses_total"), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
