@@ -29,3 +29,37 @@ apt_install() {
 need_cargo() {
     command -v cargo >/dev/null || { echo "cargo is required: install Rust from rustup.rs" >&2; exit 1; }
 }
+
+# bench_push_image URL REPO DIR [CURL-ARG...] pushes a one-layer image (4 KiB of random bytes)
+# as REPO:v1, with DIR for its files and the curl arguments (credentials) on every request.
+bench_push_image() {
+    local url="$1" repo="$2" dir="$3"
+    shift 3
+    local blob digest config layer
+    printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}' >"$dir/config"
+    head -c 4096 /dev/urandom >"$dir/layer"
+    for blob in config layer; do
+        digest="sha256:$(sha256sum "$dir/$blob" | cut -d' ' -f1)"
+        curl -fs "$@" -X POST --data-binary "@$dir/$blob" "$url/v2/$repo/blobs/uploads/?digest=$digest" >/dev/null
+        printf -v "$blob" '%s' "$digest"
+    done
+    printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":4096}]}' \
+        "$config" "$(stat -c %s "$dir/config")" "$layer" >"$dir/manifest"
+    curl -fs "$@" -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+        --data-binary "@$dir/manifest" "$url/v2/$repo/manifests/v1" >/dev/null
+}
+
+# manifest_rps URL REPO CONNECTIONS SECONDS [HEADER...] prints the requests/s wrk reaches on
+# GET URL/v2/REPO/manifests/v1, and fails on any non-2xx answer.
+manifest_rps() {
+    local url="$1" repo="$2" conns="$3" secs="$4"
+    shift 4
+    local args=(-t2 -c"$conns" -d"${secs}s" -H 'Accept: application/vnd.oci.image.manifest.v1+json')
+    for h in "$@"; do args+=(-H "$h"); done
+    wrk "${args[@]}" "$url/v2/$repo/manifests/v1" | python3 -c '
+import re, sys
+text = sys.stdin.read()
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+if errors: sys.exit("non-2xx responses: " + errors.group(1))
+print(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))'
+}
