@@ -59,14 +59,18 @@ impl History {
             tokio::time::interval_at(tokio::time::Instant::now() + self.interval, self.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pruned: Option<tokio::time::Instant> = None;
-        let mut previous: Option<Scrape> = None;
+        // Every counter was 0 when the process started.
+        let mut previous = Scrape {
+            at: now_millis(),
+            counters: HashSet::new(),
+        };
         loop {
             ticks.tick().await;
             match self
-                .sample_once(&metrics, &registry, &access, previous.as_ref())
+                .sample_once(&metrics, &registry, &access, &previous)
                 .await
             {
-                Ok(scrape) => previous = Some(scrape),
+                Ok(scrape) => previous = scrape,
                 Err(e) => tracing::warn!(error = %e, "sampling metrics into the history failed"),
             }
             if pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
@@ -85,14 +89,14 @@ impl History {
 
     /// Stores one scrape. A counter this process creates on its first event (a repository
     /// class's first push) was 0 until then: it is written as 0 into the previous scrape
-    /// too, so `increase()` counts that first event, as Prometheus's created-timestamp
-    /// zeros do.
+    /// too (or at the process's start, for the first scrape), so `increase()` counts that
+    /// first event, as Prometheus's created-timestamp zeros do.
     async fn sample_once(
         &self,
         metrics: &Metrics,
         registry: &Registry,
         access: &Access,
-        previous: Option<&Scrape>,
+        previous: &Scrape,
     ) -> anyhow::Result<Scrape> {
         let page = metrics
             .render(registry, access)
@@ -109,21 +113,18 @@ impl History {
                 .map(|s| s.labels.clone())
                 .collect(),
         };
-        let born: Vec<Sample> = match previous {
-            Some(before) => scrape
-                .counters
-                .difference(&before.counters)
-                .map(|labels| Sample {
-                    labels: labels.clone(),
-                    value: 0.0,
-                })
-                .collect(),
-            None => Vec::new(),
-        };
-        let before = previous.map(|p| p.at);
+        let born: Vec<Sample> = scrape
+            .counters
+            .difference(&previous.counters)
+            .map(|labels| Sample {
+                labels: labels.clone(),
+                value: 0.0,
+            })
+            .collect();
+        let before = previous.at;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
-            if let (Some(before), false) = (before, born.is_empty()) {
+            if !born.is_empty() {
                 store.amend(before, &born)?;
             }
             store.append(at, &samples)

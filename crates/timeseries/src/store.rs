@@ -76,7 +76,7 @@ impl SeriesStore {
         db.write(at, Vec::with_capacity(samples.len() * PAIR), samples)
     }
 
-    /// Adds samples to the scrape taken at `at` (one taken earlier by [`SeriesStore::append`]).
+    /// Adds samples to the scrape taken at `at`, or makes one there of them alone.
     pub fn amend(&self, at: i64, samples: &[Sample]) -> Result<()> {
         let mut db = self.lock();
         let points: Vec<u8> = db

@@ -219,6 +219,13 @@ async fn the_history_samples_the_registry_and_survives_a_restart() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The push came before the first sample; the counter was written as 0 at the start, so
+    // increase() counts it.
+    let now = agent_registry_server::history::now_millis();
+    close(
+        value_at(&reg, &format!("min_over_time({pushed}[1h])"), now).await,
+        0.0,
+    );
     let reg = reg.restart().await;
     // The new process has pushed nothing, but what the old one counted is still there.
     let now = agent_registry_server::history::now_millis();
