@@ -107,7 +107,8 @@ Examples:
     #[command(after_help = "Examples:
   agent push localhost:5000/summarizer:1.0
   agent push summarizer:1.0 --registry https://registry.example.com
-  agent push summarizer --all-tags --profile prod")]
+  agent push summarizer --all-tags --profile prod
+  agent push --engine docker localhost:5000/summarizer:1.0   # the image docker holds")]
     Push {
         /// Image to push, as named in `agent images`.
         image: String,
@@ -122,12 +123,15 @@ Examples:
         /// Then make the repository public or private (Agent Registry; needs admin on it).
         #[arg(long, value_parser = ["public", "private"])]
         visibility: Option<String>,
+        #[command(flatten)]
+        engine: commands::engine::EngineArgs,
     },
     /// Download an image from a registry into the local store.
     #[command(after_help = "Examples:
   agent pull localhost:5000/summarizer:1.0
   agent pull summarizer@sha256:... --profile prod
-  agent pull busybox --platform linux/arm64")]
+  agent pull busybox --platform linux/arm64
+  agent pull --engine podman localhost:5000/summarizer:1.0   # into podman")]
     Pull {
         image: String,
         #[command(flatten)]
@@ -138,6 +142,8 @@ Examples:
         /// No progress; print only the image name.
         #[arg(long, short)]
         quiet: bool,
+        #[command(flatten)]
+        engine: commands::engine::EngineArgs,
     },
     /// List images in the local store.
     #[command(after_help = "Filters (repeatable, all must match):
@@ -151,7 +157,8 @@ Examples:
 Examples:
   agent images
   agent images summarizer
-  agent images --filter label=org.opencontainers.image.version=1.0 -o json")]
+  agent images --filter label=org.opencontainers.image.version=1.0 -o json
+  agent images --engine docker")]
     Images {
         /// Repository to list: shorthand for --filter reference=NAME.
         name: Option<String>,
@@ -163,6 +170,8 @@ Examples:
         /// Print image IDs only.
         #[arg(long, short)]
         quiet: bool,
+        #[command(flatten)]
+        engine: commands::engine::EngineArgs,
     },
     /// Name an image, or tag a release with its semantic-version tags.
     #[command(after_help = "Examples:
@@ -478,7 +487,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             all_tags,
             quiet,
             visibility,
+            engine,
         } => {
+            if let Some(engine) = engine.connect().await? {
+                if all_tags || visibility.is_some() {
+                    anyhow::bail!(
+                        "--all-tags and --visibility work on the local store, not with --engine"
+                    );
+                }
+                return commands::engine::push(&ctx, &engine, &image, &registry, quiet).await;
+            }
             commands::transfer::push(
                 &ctx,
                 &image,
@@ -494,13 +512,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             registry,
             platform,
             quiet,
-        } => commands::transfer::pull(&ctx, &image, &registry, platform, quiet).await,
+            engine,
+        } => {
+            let engine = engine.connect().await?;
+            if engine.is_some() && platform.is_some() {
+                anyhow::bail!(
+                    "--platform works on the local store; an engine pulls its own platform"
+                );
+            }
+            commands::transfer::pull(&ctx, &image, &registry, platform, quiet, engine.as_ref())
+                .await
+        }
         Command::Images {
             name,
             filter,
             all,
             quiet,
-        } => commands::local::images(&ctx, name, &filter, all, quiet),
+            engine,
+        } => match engine.connect().await? {
+            Some(_) if !filter.is_empty() => {
+                anyhow::bail!("--filter works on the local store; with --engine, name a repository")
+            }
+            Some(engine) => {
+                commands::engine::images(&ctx, &engine, name.as_deref(), all, quiet).await
+            }
+            None => commands::local::images(&ctx, name, &filter, all, quiet),
+        },
         Command::Tag {
             source,
             target,

@@ -14,7 +14,8 @@ use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::{
-    AttachContainerOptions, CreateImageOptions, RemoveContainerOptions,
+    AttachContainerOptions, CreateImageOptions, ListImagesOptions, PushImageOptions,
+    RemoveContainerOptions,
 };
 use futures_util::StreamExt as _;
 
@@ -50,6 +51,20 @@ pub enum EngineError {
     },
     #[error("the engine failed while {doing}: {cause}")]
     Failed { doing: String, cause: String },
+}
+
+/// An image an engine holds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EngineImage {
+    /// `sha256:...`, the engine's image ID (its config's digest).
+    pub id: String,
+    /// `repository:tag` names; none for an untagged image.
+    pub names: Vec<String>,
+    /// `repository@sha256:...` for images pulled from or pushed to a registry.
+    pub digests: Vec<String>,
+    /// Seconds since the epoch.
+    pub created: i64,
+    pub size: u64,
 }
 
 /// A connection to an engine.
@@ -180,6 +195,93 @@ impl Engine {
         }
     }
 
+    /// Has the engine push `image` (which it holds under that name) to its registry with
+    /// `credential`; returns the manifest digest the registry stored. Classified on failure.
+    pub async fn push(
+        &self,
+        image: &ImageRef,
+        credential: &Credential,
+    ) -> Result<Digest, PullFailure> {
+        let name = engine_name(image);
+        let failure = |kind: FailureKind, cause: String| PullFailure {
+            kind,
+            image: image.familiar(),
+            cause,
+        };
+        match self.local(image).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(failure(
+                    FailureKind::ImageNotFound,
+                    format!("the engine has no image {name} to push (see `agent images --engine`)"),
+                ));
+            }
+            Err(e) => return Err(failure(FailureKind::Other, e.to_string())),
+        }
+        let (repository, tag) = match image.tag_or_latest() {
+            Some(t) if image.digest.is_none() => (
+                name.rsplit_once(':')
+                    .map_or(name.as_str(), |(r, _)| r)
+                    .to_owned(),
+                Some(t.to_string()),
+            ),
+            _ => (name.clone(), None),
+        };
+        let options = PushImageOptions {
+            tag,
+            ..Default::default()
+        };
+        let mut progress =
+            self.docker
+                .push_image(&repository, Some(options), credentials(image, credential));
+        let mut digest = None;
+        while let Some(step) = progress.next().await {
+            let info = step.map_err(|e| classify(&image.familiar(), &e.to_string()))?;
+            if let Some(error) = info.error_detail.and_then(|d| d.message) {
+                return Err(classify(&image.familiar(), &error));
+            }
+            // The engine's last word is `<tag>: digest: sha256:... size: N`.
+            if let Some(found) = info.status.as_deref().and_then(pushed_digest) {
+                digest = Some(found);
+            }
+        }
+        digest.ok_or_else(|| {
+            failure(
+                FailureKind::Other,
+                format!(
+                    "the engine pushed {name} but did not say which digest the registry stored"
+                ),
+            )
+        })
+    }
+
+    /// Every image the engine holds, newest first.
+    pub async fn images(&self) -> Result<Vec<EngineImage>, EngineError> {
+        let mut found: Vec<EngineImage> = self
+            .docker
+            .list_images(None::<ListImagesOptions>)
+            .await
+            .map_err(|e| EngineError::Failed {
+                doing: "listing images".into(),
+                cause: e.to_string(),
+            })?
+            .into_iter()
+            .map(|i| EngineImage {
+                id: i.id,
+                names: i
+                    .repo_tags
+                    .into_iter()
+                    .filter(|t| t != "<none>:<none>")
+                    .collect(),
+                digests: i.repo_digests,
+                created: i.created,
+                size: i.size.max(0) as u64,
+            })
+            .collect();
+        found.sort_by_key(|i| std::cmp::Reverse(i.created));
+        Ok(found)
+    }
+
     /// Runs `image` to completion, streaming its output to `out` (stdout and stderr as the
     /// container wrote them), removes the container, and returns its exit code.
     pub async fn run(
@@ -278,6 +380,12 @@ impl Engine {
             .await;
         outcome
     }
+}
+
+/// The digest in a push's final status line (`1.0: digest: sha256:... size: 528`).
+fn pushed_digest(status: &str) -> Option<Digest> {
+    let (_, rest) = status.split_once("digest: ")?;
+    rest.split_whitespace().next()?.parse().ok()
 }
 
 /// The name an engine knows an image by: Docker Hub images by their familiar name, others
@@ -426,6 +534,17 @@ mod tests {
         let n = |s: &str| engine_name(&s.parse().expect("ref"));
         assert_eq!(n("busybox"), "busybox:latest");
         assert_eq!(n("localhost:5000/a/b:1"), "localhost:5000/a/b:1");
+    }
+
+    #[test]
+    fn a_push_reports_the_digest_in_its_last_status_line() {
+        let digest = "sha256:4c3e5a8b9d2f1e0a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a";
+        assert_eq!(
+            pushed_digest(&format!("1.0: digest: {digest} size: 528")),
+            digest.parse().ok()
+        );
+        assert_eq!(pushed_digest("Pushed"), None);
+        assert_eq!(pushed_digest("latest: digest: nonsense size: 1"), None);
     }
 
     #[test]

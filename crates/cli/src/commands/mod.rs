@@ -1,11 +1,13 @@
 //! One module per group of subcommands: `transfer` (push, pull) talks to registries,
 //! `local` (images, tag, rmi, prune, inspect) to the local store only, `login` to both
-//! registries and saved credentials, `node` ensures images under a pull policy, `agent`
+//! registries and saved credentials, `engine` runs push, pull and images on a Docker or Podman
+//! engine, `node` ensures images under a pull policy, `agent`
 //! makes agents (init, build) and finds them (search, versions, rate), `registry` operates
 //! an Agent Registry (ping, health, metrics, logs, config, image info, auth test, permissions,
 //! visibility, users, tokens, access logs), `metrics` draws its metric history.
 
 pub mod agent;
+pub mod engine;
 pub mod image_info;
 pub mod local;
 pub mod login;

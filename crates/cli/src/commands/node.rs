@@ -35,12 +35,8 @@ pub struct NodeArgs {
     /// Give up a pull that has not finished after this many seconds.
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
-    /// Keep images in this engine instead of the local store.
-    #[arg(long, value_name = "docker|podman")]
-    pub engine: Option<EngineKind>,
-    /// The engine's API socket (default: its usual one).
-    #[arg(long, value_name = "PATH")]
-    pub engine_socket: Option<String>,
+    #[command(flatten)]
+    pub engine: super::engine::EngineArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -123,10 +119,7 @@ impl NodeArgs {
         events: &EventBus,
     ) -> anyhow::Result<Pulled> {
         let target = self.target(ctx, image)?;
-        let engine = match self.engine {
-            Some(kind) => Some(Engine::connect(kind, self.engine_socket.as_deref()).await?),
-            None => None,
-        };
+        let engine = self.engine.connect().await?;
         self.ensure_on(ctx, &target, engine.as_ref(), bars, events)
             .await
     }
@@ -422,8 +415,8 @@ pub async fn run(
 ) -> anyhow::Result<i64> {
     let image: ImageRef = image.parse()?;
     let target = args.target(ctx, &image)?;
-    let kind = args.engine.unwrap_or(EngineKind::Docker);
-    let engine = Engine::connect(kind, args.engine_socket.as_deref()).await?;
+    let kind = args.engine.engine.unwrap_or(EngineKind::Docker);
+    let engine = Engine::connect(kind, args.engine.engine_socket.as_deref()).await?;
     let events = args.events.bus().await?;
     let ensured = args
         .ensure_on(ctx, &target, Some(&engine), &Bars::new(true), &events)

@@ -1,8 +1,8 @@
-//! `agent push` and `agent pull`.
+//! `agent push` and `agent pull` (into the local store, or with `--engine` into an engine).
 
 use agent_registry_client::ImageRef;
 use agent_registry_images::{
-    Descriptor, LocalStore, TransferOptions, pull as pull_image, push as push_image,
+    Descriptor, Engine, LocalStore, TransferOptions, pull as pull_image, push as push_image,
 };
 use serde::Serialize;
 
@@ -205,16 +205,22 @@ pub async fn pull(
     args: &RegistryArgs,
     platform: Option<String>,
     quiet: bool,
+    engine: Option<&Engine>,
 ) -> anyhow::Result<()> {
-    let store = ctx.store()?;
     let wanted: ImageRef = image.parse()?;
     let target = ctx.env().target(&wanted, args)?;
-    let bars = Bars::new(quiet);
-    let mut options = TransferOptions::default();
-    if let Some(p) = platform {
-        options.platform = p;
-    }
-    let pulled = pull_image(&target.client, &target.image, &store, &options, &bars).await?;
+    let pulled = match engine {
+        Some(engine) => engine.pull(&target.image, &target.credential).await?,
+        None => {
+            let store = ctx.store()?;
+            let bars = Bars::new(quiet);
+            let mut options = TransferOptions::default();
+            if let Some(p) = platform {
+                options.platform = p;
+            }
+            pull_image(&target.client, &target.image, &store, &options, &bars).await?
+        }
+    };
     let report = PullReport {
         name: pulled.name,
         image_id: pulled.id.to_string(),

@@ -177,3 +177,95 @@ async fn agent_run_works_on_podmans_api_service() {
         .output()
         .await;
 }
+
+/// `--engine docker` on `images`, `push` and `pull`: an image docker holds goes to our
+/// registry as the engine pushes it and comes back the same, and the local store is never
+/// used.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs docker with dockerd running: run scripts/test"]
+async fn push_images_and_pull_work_on_the_images_docker_holds() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tar = rootfs_tar(dir.path(), "pushed by the engine").await;
+    let tag = unique().to_string();
+    let repository = format!("{}/engine/pushed", server.host());
+    let image = format!("{repository}:{tag}");
+    run_ok("docker", &["import", &tar.to_string_lossy(), &image]).await;
+    let agent = Agent::new();
+
+    let listed = agent
+        .run(&["images", "--engine", "docker", &repository, "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["tag"], tag.as_str());
+    let table = agent
+        .run(&["images", "--engine", "docker", &repository])
+        .await
+        .ok();
+    assert!(
+        table.stdout.starts_with("REPOSITORY") && table.stdout.contains(&tag),
+        "{}",
+        table.stdout
+    );
+
+    let pushed = agent
+        .run(&["push", "--engine", "docker", &image, "-o", "json"])
+        .await
+        .ok()
+        .json();
+    let digest = pushed["digest"].as_str().expect("digest").to_owned();
+    let stored = reqwest::Client::new()
+        .head(format!("http://{}/v2/engine/pushed/manifests/{tag}", server.host()))
+        .header(
+            "accept",
+            "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json",
+        )
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(stored.status(), reqwest::StatusCode::OK);
+    assert_eq!(stored.headers()["docker-content-digest"], digest.as_str());
+
+    run_ok("docker", &["rmi", &image]).await;
+    let pulled = agent
+        .run(&["pull", "--engine", "docker", &image, "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(pulled["digest"], digest.as_str(), "{pulled}");
+    assert_eq!(pulled["source"], "Downloaded");
+    let marker = run_ok(
+        "docker",
+        &["run", "--rm", &image, "/bin/busybox", "cat", "/marker.txt"],
+    )
+    .await;
+    assert_eq!(marker, "pushed by the engine");
+    let local = agent.run(&["images", "-o", "json"]).await.ok().json();
+    assert_eq!(local, serde_json::json!([]), "the local store was used");
+
+    let absent = agent
+        .run(&[
+            "push",
+            "--engine",
+            "docker",
+            &format!("{repository}:absent"),
+        ])
+        .await;
+    assert_eq!(absent.code, 4, "{}", absent.stderr);
+    assert!(
+        absent.stderr.contains("the engine has no image"),
+        "{}",
+        absent.stderr
+    );
+    agent
+        .run(&["images", "--engine", "docker", "--filter", "dangling=true"])
+        .await
+        .failed(1, "agent: --filter works on the local store");
+    agent
+        .run(&["images", "--engine-socket", "/tmp/none.sock"])
+        .await
+        .failed(1, "agent: --engine-socket needs --engine");
+    run_ok("docker", &["rmi", &image]).await;
+}
