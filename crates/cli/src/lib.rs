@@ -278,8 +278,11 @@ Examples:
 
 #[derive(Debug, Subcommand)]
 enum ImageCommand {
-    /// Remove dangling images and unused blobs (all images with -a).
-    #[command(after_help = "Examples:\n  agent image prune\n  agent image prune -a")]
+    /// Remove dangling images and unused blobs (all images with -a), in the local store or
+    /// an engine.
+    #[command(
+        after_help = "Examples:\n  agent image prune\n  agent image prune -a\n  agent image prune -a --engine docker --events -"
+    )]
     Prune {
         /// Remove every image, not only dangling ones.
         #[arg(long, short)]
@@ -287,6 +290,8 @@ enum ImageCommand {
         /// ImageRemoved events for what is deleted.
         #[command(flatten)]
         events: commands::node::EventArgs,
+        #[command(flatten)]
+        engine: commands::engine::EngineArgs,
     },
     /// Show what the local store holds and what a prune would free.
     #[command(after_help = "Example:\n  agent image df -o json")]
@@ -557,8 +562,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             force,
             events,
         } => commands::local::rmi(&ctx, &images, force, &events).await,
-        Command::Image(ImageCommand::Prune { all, events }) => {
-            commands::local::prune(&ctx, all, &events).await
+        Command::Image(ImageCommand::Prune {
+            all,
+            events,
+            engine,
+        }) => {
+            let engine = engine.connect().await?;
+            commands::local::prune(&ctx, all, &events, engine.as_ref()).await
         }
         Command::Image(ImageCommand::Df) => commands::node::disk_usage(&ctx),
         Command::Image(ImageCommand::Ensure {

@@ -14,8 +14,8 @@ use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::{
-    AttachContainerOptions, CreateImageOptions, ListImagesOptions, PushImageOptions,
-    RemoveContainerOptions,
+    AttachContainerOptions, CreateImageOptions, ListImagesOptions, PruneImagesOptions,
+    PushImageOptions, RemoveContainerOptions,
 };
 use futures_util::StreamExt as _;
 
@@ -280,6 +280,30 @@ impl Engine {
             .collect();
         found.sort_by_key(|i| std::cmp::Reverse(i.created));
         Ok(found)
+    }
+
+    /// Has the engine remove its unused images: untagged ones, or with `all` every image no
+    /// container uses. Returns the images that went (found by listing before and after, as
+    /// the engine's own answer mixes images with layers) and the space it freed.
+    pub async fn prune(&self, all: bool) -> Result<(Vec<EngineImage>, u64), EngineError> {
+        let before = self.images().await?;
+        let filters =
+            all.then(|| HashMap::from([("dangling".to_owned(), vec!["false".to_owned()])]));
+        let pruned = self
+            .docker
+            .prune_images(Some(PruneImagesOptions { filters }))
+            .await
+            .map_err(|e| EngineError::Failed {
+                doing: "pruning images".into(),
+                cause: e.to_string(),
+            })?;
+        let after: std::collections::HashSet<String> =
+            self.images().await?.into_iter().map(|i| i.id).collect();
+        let removed = before
+            .into_iter()
+            .filter(|i| !after.contains(&i.id))
+            .collect();
+        Ok((removed, pruned.space_reclaimed.unwrap_or(0).max(0) as u64))
     }
 
     /// Runs `image` to completion, streaming its output to `out` (stdout and stderr as the

@@ -400,10 +400,27 @@ pub async fn rmi(
     print_removed(ctx, &report, false)
 }
 
-pub async fn prune(ctx: &Context, all: bool, events: &EventArgs) -> anyhow::Result<()> {
-    let store = ctx.store()?;
+pub async fn prune(
+    ctx: &Context,
+    all: bool,
+    events: &EventArgs,
+    engine: Option<&agent_registry_images::Engine>,
+) -> anyhow::Result<()> {
     let mut report = RemoveReport::default();
-    report.add(store.remove(|e| all || e.name().is_none())?);
+    match engine {
+        Some(engine) => {
+            let (removed, reclaimed) = engine.prune(all).await?;
+            for image in removed {
+                report.untagged.extend(image.names.iter().cloned());
+                if let Ok(digest) = image.id.parse::<Digest>() {
+                    report.deleted.push(digest.clone());
+                    report.removed_images.push((digest, image.names));
+                }
+            }
+            report.reclaimed = reclaimed;
+        }
+        None => report.add(ctx.store()?.remove(|e| all || e.name().is_none())?),
+    }
     report.announce(events).await?;
     print_removed(ctx, &report, true)
 }

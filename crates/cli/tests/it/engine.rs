@@ -268,4 +268,41 @@ async fn push_images_and_pull_work_on_the_images_docker_holds() {
         .await
         .failed(1, "agent: --engine-socket needs --engine");
     run_ok("docker", &["rmi", &image]).await;
+
+    // Importing twice under one name leaves the first image untagged: a prune of the
+    // engine removes it and says so in an ImageRemoved event.
+    let spare = format!("{repository}:spare");
+    let first = run_ok("docker", &["import", &tar.to_string_lossy(), &spare]).await;
+    let first = first.trim();
+    run_ok("docker", &["import", &tar.to_string_lossy(), &spare]).await;
+    let events = agent.home.path().join("prune-events.jsonl");
+    let pruned = agent
+        .run(&[
+            "image",
+            "prune",
+            "--engine",
+            "docker",
+            "--events",
+            &events.to_string_lossy(),
+            "-o",
+            "json",
+        ])
+        .await
+        .ok()
+        .json();
+    let deleted: Vec<&str> = pruned["deleted"]
+        .as_array()
+        .expect("deleted")
+        .iter()
+        .filter_map(|d| d.as_str())
+        .collect();
+    assert!(deleted.contains(&first), "{pruned}");
+    let removed = std::fs::read_to_string(&events).expect("events");
+    assert!(
+        removed
+            .lines()
+            .any(|l| l.contains("ImageRemoved") && l.contains(first)),
+        "{removed}"
+    );
+    run_ok("docker", &["rmi", &spare]).await;
 }
