@@ -229,18 +229,26 @@ Examples:
     /// visibility, users, tokens, access logs.
     #[command(subcommand)]
     Registry(commands::registry::RegistryCommand),
-    /// Run an image in Docker or Podman, pulling it as the policy says.
+    /// Run an image, or the agent an agent.yaml describes, in Docker or Podman, pulling it as
+    /// the policy says.
     #[command(
         after_help = "The image is ensured in the engine (--pull, credentials and events as for
 `agent image ensure`), run with its output here, and removed when it exits; agent exits
 with the container's exit code.
 
+Given an agent.yaml, agent runs the image `agent build` names from it
+(metadata.name:metadata.version; --registry to take it from a registry), with the file's
+image_pull_policy, its TCP ports published, and each `from:` variable taken from this
+environment. Its values, health check and volumes are in the image already.
+
 Examples:
   agent run localhost:5000/team/summarizer:1.0
   agent run summarizer:1.0 --pull never -e MODEL=small -p 8080:8080
-  agent run busybox --engine podman -- echo hello"
+  agent run busybox --engine podman -- echo hello
+  agent run ./summarizer/agent.yaml --registry localhost:5000"
     )]
     Run {
+        /// An image reference, or an agent.yaml file.
         image: String,
         /// Environment for the container, KEY=VALUE (repeatable).
         #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
@@ -611,10 +619,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             image,
             env,
             ports,
-            node,
+            mut node,
             cmd,
         } => {
-            let spec = agent_registry_images::RunSpec { cmd, env, ports };
+            let mut spec = agent_registry_images::RunSpec { cmd, env, ports };
+            let path = std::path::Path::new(&image);
+            let image = if path.is_file() {
+                commands::node::agent_file_run(path, &mut spec, &mut node)?
+            } else {
+                image
+            };
             let code = commands::node::run(&ctx, &image, &spec, &node).await?;
             if code != 0 {
                 return Err(ContainerExit(code).into());

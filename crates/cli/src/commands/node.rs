@@ -405,6 +405,59 @@ pub fn load(ctx: &Context, input: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// What `agent run agent.yaml` runs: the image `agent build` names from the file
+/// (`metadata.name:metadata.version`), with the file's pull policy unless `--pull` says
+/// otherwise, its TCP ports published (on their `host` port, or the container's), and the
+/// variables it leaves to the platform (`from:`) taken from this process's environment.
+/// What the build baked into the image (its values, health check, volumes) the engine
+/// applies itself. `-e` and `-p` win over the file.
+pub fn agent_file_run(
+    file: &Path,
+    spec: &mut RunSpec,
+    args: &mut NodeArgs,
+) -> anyhow::Result<String> {
+    let agent = super::agent::load(file, &Default::default())?;
+    if args.policy.is_none() {
+        args.policy = super::agent::pull_policy(&agent)?;
+    }
+    for port in &agent.spec.ports {
+        if port.protocol != "tcp" {
+            eprintln!(
+                "warning: {}: port {}/{} is not published (agent run publishes TCP ports)",
+                file.display(),
+                port.container,
+                port.protocol
+            );
+            continue;
+        }
+        if !spec.ports.iter().any(|(_, c)| *c == port.container) {
+            spec.ports
+                .push((port.host.unwrap_or(port.container), port.container));
+        }
+    }
+    for var in agent.spec.environment.iter().filter(|v| v.value.is_none()) {
+        let given = |e: &String| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == var.name;
+        if spec.env.iter().any(given) {
+            continue;
+        }
+        match std::env::var(&var.name) {
+            Ok(value) => spec.env.push(format!("{}={value}", var.name)),
+            Err(_) => anyhow::bail!(
+                "{}: {} comes from {}: set it in this environment, or pass -e {}=VALUE",
+                file.display(),
+                var.name,
+                var.from.as_deref().unwrap_or("the platform"),
+                var.name
+            ),
+        }
+    }
+    Ok(format!(
+        "{}:{}",
+        agent.metadata.name,
+        agent.metadata.version.as_deref().unwrap_or("latest")
+    ))
+}
+
 /// `agent run`: the image ensured in an engine under the pull policy, then run there with
 /// its output on ours; returns the container's exit code.
 pub async fn run(

@@ -404,3 +404,87 @@ async fn image_ensure_takes_the_runtime_and_pull_policy_of_an_agent_file() {
     );
     assert_eq!(pulled["policy"], "Always");
 }
+
+/// `agent run agent.yaml`: the image `agent build` named from the file, pulled into docker
+/// from the registry, run with the file's port published on its host port and its
+/// `from: secret` variable taken from the environment; refused when that variable is unset.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs docker with dockerd running and busybox-static: run scripts/test"]
+async fn agent_run_of_an_agent_file_runs_its_image_with_its_ports_and_secrets() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let rootfs = std::fs::read(rootfs_tar(scratch.path(), "base").await).expect("rootfs");
+    let (server, dir, table) = base_python(rootfs).await;
+    let host = server.host().to_owned();
+    let mut agent = Agent::new();
+    let project = project(&agent, dir.path(), "team/served").await;
+    let version = format!("1.0.{}", unique() % 1_000_000);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let file = format!("{project}/agent.yaml");
+    let text = std::fs::read_to_string(&file)
+        .expect("read")
+        .replace("version: 1.0.0", &format!("version: {version}"))
+        .replace("ports: [{container: 8080}]", &format!("ports: [{{container: 8080, host: {port}}}]"))
+        .replace(
+            r#"entrypoint: ["/bin/busybox", "cat", "/app/message.txt"]"#,
+            r#"entrypoint: ["/bin/busybox", "sh", "-c", "echo $GREETING $API_KEY; /bin/busybox httpd -p 8080 -h /app; /bin/busybox sleep 5"]"#,
+        );
+    std::fs::write(&file, text).expect("write");
+    let image = format!("{host}/team/served:{version}");
+    agent
+        .run(&[
+            "build",
+            "-t",
+            &image,
+            "--runtime-registry",
+            &table,
+            "--build-arg",
+            "GREETING=hi",
+            "--push",
+            &project,
+        ])
+        .await
+        .ok();
+
+    let refused = agent
+        .run(&["run", &file, "--registry", &host])
+        .await
+        .failed(1, "agent: ");
+    assert!(
+        refused
+            .stderr
+            .contains("API_KEY comes from secret: set it in this environment"),
+        "{}",
+        refused.stderr
+    );
+    agent.env("API_KEY", "s3cret");
+    let running = agent
+        .command(&["run", &file, "--registry", &host, "--pull", "always"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("agent run");
+    let url = format!("http://127.0.0.1:{port}/message.txt");
+    let mut served = None;
+    for _ in 0..100 {
+        if let Ok(r) = reqwest::get(&url).await
+            && r.status().is_success()
+        {
+            served = r.text().await.ok();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(served.as_deref(), Some("hello from a built agent\n"));
+    let out = running.wait_with_output().await.expect("agent run output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout, "hi s3cret\n");
+    run_ok("docker", &["rmi", &image]).await;
+}
