@@ -67,6 +67,24 @@ spec:
     project.to_string_lossy().into_owned()
 }
 
+/// `agent build --push` of `project` as `image`, on the runtime `table`.
+async fn build_and_push(agent: &Agent, image: &str, table: &str, project: &str) {
+    agent
+        .run(&[
+            "build",
+            "-t",
+            image,
+            "--runtime-registry",
+            table,
+            "--build-arg",
+            "GREETING=hi",
+            "--push",
+            project,
+        ])
+        .await
+        .ok();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn build_push_search_versions_rate_and_pull() {
     let (server, dir, table) = base_python(b"base layer".to_vec()).await;
@@ -299,20 +317,7 @@ async fn docker_and_skopeo_pull_what_agent_build_made_and_docker_runs_it() {
     let agent = Agent::new();
     let project = project(&agent, dir.path(), "team/runner").await;
     let image = format!("{host}/team/runner:{}", unique());
-    agent
-        .run(&[
-            "build",
-            "-t",
-            &image,
-            "--runtime-registry",
-            &table,
-            "--build-arg",
-            "GREETING=hi",
-            "--push",
-            &project,
-        ])
-        .await
-        .ok();
+    build_and_push(&agent, &image, &table, &project).await;
 
     let out = run_ok("docker", &["run", "--rm", "--pull", "always", &image]).await;
     assert_eq!(out, "hello from a built agent\n");
@@ -433,20 +438,7 @@ async fn agent_run_of_an_agent_file_runs_its_image_with_its_ports_and_secrets() 
         );
     std::fs::write(&file, text).expect("write");
     let image = format!("{host}/team/served:{version}");
-    agent
-        .run(&[
-            "build",
-            "-t",
-            &image,
-            "--runtime-registry",
-            &table,
-            "--build-arg",
-            "GREETING=hi",
-            "--push",
-            &project,
-        ])
-        .await
-        .ok();
+    build_and_push(&agent, &image, &table, &project).await;
 
     let refused = agent
         .run(&["run", &file, "--registry", &host])
