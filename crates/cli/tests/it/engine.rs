@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use agent_registry_server::testing::TestServer;
 
-use crate::support::{Agent, rootfs_tar, run_ok, unique};
+use crate::support::{Agent, Fault, FaultProxy, rootfs_tar, run_ok, unique};
 
 /// Pushes a busybox image with a marker file to `host` with docker, then removes it from
 /// docker, so an engine pull has to fetch it. Returns its name.
@@ -305,4 +305,58 @@ async fn push_images_and_pull_work_on_the_images_docker_holds() {
         "{removed}"
     );
     run_ok("docker", &["rmi", &spare]).await;
+}
+
+/// Pulls into docker fail with the class a node operator acts on, for each way a registry
+/// fails: down (5), credentials refused (3), rate limited (7), too slow for `--timeout` (5).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs docker with dockerd running: run scripts/test"]
+async fn engine_pull_failures_are_classified_for_each_registry_fault() {
+    let agent = Agent::new();
+    let ensure = |image: String, extra: &'static [&'static str]| {
+        let agent = &agent;
+        async move {
+            let mut args = vec!["image", "ensure", "--engine", "docker", "--pull", "always"];
+            args.extend_from_slice(extra);
+            args.push(&image);
+            agent.run(&args).await
+        }
+    };
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let down = ensure(format!("127.0.0.1:{port}/a:1"), &[]).await;
+    assert_eq!(down.code, 5, "down: {}", down.stderr);
+
+    let locked = TestServer::start_with(|c| {
+        c.auth.enabled = true;
+        c.auth.admin.password = "admin-password".into();
+    })
+    .await;
+    let refused = ensure(format!("{}/private/a:1", locked.host()), &[]).await;
+    assert_eq!(refused.code, 3, "401: {}", refused.stderr);
+
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = busybox_image(server.host(), dir.path(), "faults").await;
+    let path = image.split_once('/').map_or("", |(_, p)| p).to_owned();
+    let limited = FaultProxy::start(&server.url, Fault::AlwaysRateLimit).await;
+    let r = ensure(format!("{}/{path}", limited.host()), &[]).await;
+    assert_eq!(r.code, 7, "429: {}", r.stderr);
+
+    let slow = FaultProxy::start(&server.url, Fault::Throttle(200)).await;
+    let started = std::time::Instant::now();
+    let r = ensure(format!("{}/{path}", slow.host()), &["--timeout", "2"]).await;
+    assert_eq!(r.code, 5, "slow: {}", r.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the timeout held"
+    );
+
+    // The registry itself still serves the image.
+    let ok = ensure(image.clone(), &[]).await;
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    run_ok("docker", &["rmi", &image]).await;
 }
