@@ -301,9 +301,12 @@ enum ImageCommand {
         #[command(flatten)]
         engine: commands::engine::EngineArgs,
     },
-    /// Show what the local store holds and what a prune would free.
-    #[command(after_help = "Example:\n  agent image df -o json")]
-    Df,
+    /// Show what the local store (or an engine) holds and what a prune would free.
+    #[command(after_help = "Examples:\n  agent image df\n  agent image df --engine docker -o json")]
+    Df {
+        #[command(flatten)]
+        engine: commands::engine::EngineArgs,
+    },
     /// Make sure an image is in the local store, as a node does before running an agent.
     #[command(after_help = "Pull policies:
   always   ask the registry every time (layers already here are not downloaded again)
@@ -578,7 +581,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let engine = engine.connect().await?;
             commands::local::prune(&ctx, all, &events, engine.as_ref()).await
         }
-        Command::Image(ImageCommand::Df) => commands::node::disk_usage(&ctx),
+        Command::Image(ImageCommand::Df { engine }) => {
+            let engine = engine.connect().await?;
+            commands::node::disk_usage(&ctx, engine.as_ref()).await
+        }
         Command::Image(ImageCommand::Ensure {
             image,
             runtime,

@@ -17,7 +17,7 @@ pub mod runtime;
 pub mod store;
 pub mod transfer;
 
-pub use engine::{Engine, EngineError, EngineImage, EngineKind, RunSpec};
+pub use engine::{Engine, EngineError, EngineImage, EngineKind, EngineUsage, RunSpec};
 pub use error::{Error, Result};
 pub use events::{EventBus, EventKind, EventSink, ImageEvent, JsonLines, Queued};
 pub use failure::{FailureKind, PullFailure};

@@ -502,8 +502,23 @@ pub fn parse_port(s: &str) -> Result<(u16, u16), String> {
     Ok((port(host)?, port(container)?))
 }
 
-/// `agent image df`: what the store holds and what a prune would free.
-pub fn disk_usage(ctx: &Context) -> anyhow::Result<()> {
+/// `agent image df`: what the store (or an engine) holds and what a prune would free.
+pub async fn disk_usage(ctx: &Context, engine: Option<&Engine>) -> anyhow::Result<()> {
+    if let Some(engine) = engine {
+        let usage = engine.disk_usage().await?;
+        return match ctx.output {
+            Format::Json => output::json(&usage),
+            Format::Table => output::table(
+                &["IMAGES", "ACTIVE", "SIZE", "RECLAIMABLE"],
+                &[vec![
+                    usage.images.to_string(),
+                    usage.active.to_string(),
+                    output::size(usage.size),
+                    output::size(usage.reclaimable),
+                ]],
+            ),
+        };
+    }
     let usage = ctx.store()?.usage()?;
     match ctx.output {
         Format::Json => output::json(&usage),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use agent_registry_server::testing::TestServer;
 
-use crate::support::{Agent, Fault, FaultProxy, rootfs_tar, run_ok, unique};
+use crate::support::{Agent, Fault, FaultProxy, Tmpfs, rootfs_tar, run_ok, unique};
 
 /// Pushes a busybox image with a marker file to `host` with docker, then removes it from
 /// docker, so an engine pull has to fetch it. Returns its name.
@@ -172,8 +172,42 @@ async fn agent_run_works_on_podmans_api_service() {
         .await
         .ok();
     assert_eq!(out.stdout, "hello from podman");
+
+    // What podman holds goes back to the registry under a new name with `push --engine`.
+    let copy = format!("{}/engine/from-podman:{}", server.host(), unique());
+    run_ok("podman", &["tag", &image, &copy]).await;
+    let pushed = agent
+        .run(&[
+            "push",
+            "--engine",
+            "podman",
+            "--engine-socket",
+            &socket_arg,
+            &copy,
+            "-o",
+            "json",
+        ])
+        .await
+        .ok()
+        .json();
+    let digest = pushed["digest"].as_str().expect("digest");
+    let (_, tag) = copy.rsplit_once(':').expect("tag");
+    let stored = reqwest::Client::new()
+        .head(format!(
+            "http://{}/v2/engine/from-podman/manifests/{tag}",
+            server.host()
+        ))
+        .header(
+            "accept",
+            "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json",
+        )
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(stored.status(), reqwest::StatusCode::OK);
+    assert_eq!(stored.headers()["docker-content-digest"], digest);
     let _ = tokio::process::Command::new("podman")
-        .args(["rmi", "-f", &image])
+        .args(["rmi", "-f", &image, &copy])
         .output()
         .await;
 }
@@ -359,4 +393,194 @@ async fn engine_pull_failures_are_classified_for_each_registry_fault() {
     let ok = ensure(image.clone(), &[]).await;
     assert_eq!(ok.code, 0, "{}", ok.stderr);
     run_ok("docker", &["rmi", &image]).await;
+}
+
+/// A dockerd of the test's own, its data on a tmpfs of `size`, so a test may prune every image
+/// without touching what other tests hold in the shared one. It runs in a network namespace
+/// of its own: a second dockerd in the host's would fight the first over the docker0 bridge.
+struct OwnDockerd {
+    dir: tempfile::TempDir,
+    daemon: std::process::Child,
+    _data: Tmpfs,
+}
+
+impl OwnDockerd {
+    async fn start(size: &str) -> OwnDockerd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = Tmpfs::mount(&dir.path().join("data"), size);
+        let log = std::fs::File::create(dir.path().join("dockerd.log")).expect("log");
+        let daemon = std::process::Command::new("unshare")
+            .args(["--net", "dockerd", "--data-root"])
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--pidfile")
+            .arg(dir.path().join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!(
+                "unix://{}",
+                dir.path().join("docker.sock").display()
+            ))
+            .args(["--bridge=none", "--iptables=false", "--ip-masq=false"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd is installed (scripts/test installs docker.io)");
+        let own = OwnDockerd {
+            dir,
+            daemon,
+            _data: data,
+        };
+        for _ in 0..100 {
+            if own.docker(&["info"]).await.status.success() {
+                return own;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!(
+            "dockerd did not start:\n{}",
+            std::fs::read_to_string(own.dir.path().join("dockerd.log")).unwrap_or_default()
+        );
+    }
+
+    fn socket(&self) -> String {
+        self.dir
+            .path()
+            .join("docker.sock")
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    async fn docker(&self, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new("docker")
+            .args(["-H", &format!("unix://{}", self.socket())])
+            .args(args)
+            .output()
+            .await
+            .expect("docker runs")
+    }
+
+    /// `docker` on this daemon; fails the test unless it succeeds.
+    async fn docker_ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args).await;
+        assert!(
+            out.status.success(),
+            "docker {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for OwnDockerd {
+    fn drop(&mut self) {
+        // A clean stop unmounts its layers, so the tmpfs under them can go too.
+        let _ = std::process::Command::new("kill")
+            .arg(self.daemon.id().to_string())
+            .status();
+        let _ = self.daemon.wait();
+    }
+}
+
+/// `agent image df --engine` counts as `docker system df` does, and `agent image prune -a
+/// --engine` removes every image no container uses, with an ImageRemoved event for each.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "starts a dockerd of its own on a tmpfs: needs root and docker.io; run scripts/test"]
+async fn disk_usage_and_prune_all_on_an_engine() {
+    let own = OwnDockerd::start("256m").await;
+    let socket = own.socket();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let used_tar = rootfs_tar(&dir.path().join("used"), "used").await;
+    let unused_tar = rootfs_tar(&dir.path().join("unused"), "unused").await;
+    let used = own
+        .docker_ok(&["import", &used_tar.to_string_lossy(), "agents/used:1"])
+        .await;
+    let unused = own
+        .docker_ok(&["import", &unused_tar.to_string_lossy(), "agents/unused:1"])
+        .await;
+    own.docker_ok(&[
+        "create",
+        "--network",
+        "none",
+        "agents/used:1",
+        "/bin/busybox",
+        "true",
+    ])
+    .await;
+    let agent = Agent::new();
+    let on_engine = |args: &[&str]| {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend(["--engine", "docker", "--engine-socket", &socket].map(str::to_owned));
+        all
+    };
+    let run = |args: Vec<String>| {
+        let agent = &agent;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            agent.run(&args).await.ok()
+        }
+    };
+    let listed = run(on_engine(&["images", "-o", "json"])).await.json();
+    let size_of = |id: &str| {
+        listed
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["id"] == id)
+            .and_then(|r| r["size"].as_u64())
+            .unwrap_or_else(|| panic!("{id} is not listed: {listed}"))
+    };
+    let (used_size, unused_size) = (size_of(&used), size_of(&unused));
+
+    let df = run(on_engine(&["image", "df", "-o", "json"])).await.json();
+    assert_eq!(df["images"], 2, "{df}");
+    assert_eq!(df["active"], 1, "{df}");
+    assert_eq!(df["size"], used_size + unused_size, "{df}");
+    assert_eq!(df["reclaimable"], unused_size, "{df}");
+    let table = run(on_engine(&["image", "df"])).await;
+    assert!(
+        table.stdout.starts_with("IMAGES") && table.stdout.contains("RECLAIMABLE"),
+        "{}",
+        table.stdout
+    );
+
+    let events = agent.home.path().join("events.jsonl");
+    let events_arg = events.to_string_lossy().into_owned();
+    let pruned = run(on_engine(&[
+        "image",
+        "prune",
+        "-a",
+        "--events",
+        &events_arg,
+        "-o",
+        "json",
+    ]))
+    .await
+    .json();
+    assert_eq!(pruned["deleted"], serde_json::json!([unused]), "{pruned}");
+    let removed: Vec<serde_json::Value> = std::fs::read_to_string(&events)
+        .expect("events")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON event"))
+        .collect();
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    assert_eq!(removed[0]["type"], "ImageRemoved", "{removed:?}");
+    assert_eq!(removed[0]["image"], "agents/unused:1", "{removed:?}");
+    assert_eq!(removed[0]["digest"], unused.as_str(), "{removed:?}");
+    let left = run(on_engine(&["images", "-q"])).await;
+    assert_eq!(
+        left.stdout.trim(),
+        &used.trim_start_matches("sha256:")[..12]
+    );
+    let df = run(on_engine(&["image", "df", "-o", "json"])).await.json();
+    assert_eq!(
+        (
+            df["images"].as_u64(),
+            df["active"].as_u64(),
+            df["reclaimable"].as_u64()
+        ),
+        (Some(1), Some(1), Some(0)),
+        "{df}"
+    );
 }
