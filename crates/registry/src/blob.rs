@@ -38,6 +38,16 @@ impl Registry {
         }
     }
 
+    /// A URL the client may fetch the blob's bytes from directly for the next `expiry`, when
+    /// the blob store can sign one; the caller has checked that `repo` links the blob.
+    pub async fn blob_url(
+        &self,
+        digest: &Digest,
+        expiry: std::time::Duration,
+    ) -> Result<Option<String>> {
+        Ok(self.inner.blobs.presigned_url(digest, expiry).await?)
+    }
+
     /// Removes a blob from `repo` (refused while a manifest there references it); its bytes go
     /// when no repository links them any more.
     pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {

@@ -7,8 +7,17 @@
 //! log: { level: info, format: text, retain_lines: 10000 }  # format: text | json; lines kept
 //!                                                           # for `agent registry logs`
 //! storage:
+//!   backend: filesystem              # filesystem (under root) | s3 (many nodes, one bucket)
 //!   fsync: true                      # false trades durability on power loss for speed
 //!   min_free_bytes: 0                # refuse pushes (507) that would leave less free; 0: off
+//!   s3:                              # with backend: s3; credentials may come from the
+//!     bucket: agent-registry         # usual AWS_* variables instead of this file
+//!     endpoint: http://127.0.0.1:3900  # Garage, MinIO, s3s...; leave out for AWS
+//!     region: us-east-1
+//!     access_key_id: ""
+//!     secret_access_key: ""
+//!     prefix: ""                     # keys under this prefix, to share a bucket
+//!     redirect_expiry_secs: 0        # >0: blob GETs answer 307 to a presigned URL this long
 //! limits:
 //!   manifest_max_bytes: 4194304
 //!   body_idle_timeout_secs: 60       # an upload body silent this long is abandoned
@@ -63,6 +72,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("AGENT_REGISTRY_LOG_LEVEL", "log.level"),
     ("AAC_LOG_LEVEL", "log.level"),
     ("AGENT_REGISTRY_LOG_FORMAT", "log.format"),
+    ("AGENT_REGISTRY_STORAGE", "storage.backend"),
     ("AGENT_REGISTRY_FSYNC", "storage.fsync"),
     ("AGENT_REGISTRY_MIN_FREE_BYTES", "storage.min_free_bytes"),
     ("AGENT_REGISTRY_AUTH", "auth.enabled"),
@@ -331,10 +341,95 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
+    pub backend: StorageBackend,
     pub fsync: bool,
     /// Free space to keep under the root: a push that would leave less is refused before any
     /// byte is written, and readiness fails below it. 0 turns the floor off.
     pub min_free_bytes: u64,
+    /// The bucket, with `backend: s3`.
+    pub s3: Option<S3StorageConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// Blobs under `root`: one node.
+    Filesystem,
+    /// Blobs in an S3-compatible bucket, shared by every node.
+    S3,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3StorageConfig {
+    pub bucket: String,
+    /// The service's URL for anything but AWS itself.
+    pub endpoint: Option<String>,
+    pub region: String,
+    /// With the secret below; when both are empty, `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY` and the other usual AWS sources are used.
+    pub access_key_id: String,
+    #[serde(skip_serializing)]
+    pub secret_access_key: String,
+    pub prefix: String,
+    /// When above 0, blob GETs are answered with a redirect to a URL signed for this long,
+    /// so clients fetch bytes from the bucket (or a CDN in front of it), not through a node.
+    pub redirect_expiry_secs: u64,
+}
+
+impl std::fmt::Debug for S3StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3StorageConfig")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("prefix", &self.prefix)
+            .field("redirect_expiry_secs", &self.redirect_expiry_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for S3StorageConfig {
+    fn default() -> Self {
+        S3StorageConfig {
+            bucket: String::new(),
+            endpoint: None,
+            region: "us-east-1".into(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            prefix: String::new(),
+            redirect_expiry_secs: 0,
+        }
+    }
+}
+
+impl From<agent_registry_storage::S3Config> for S3StorageConfig {
+    fn from(c: agent_registry_storage::S3Config) -> Self {
+        S3StorageConfig {
+            bucket: c.bucket,
+            endpoint: c.endpoint,
+            region: c.region,
+            access_key_id: c.access_key_id.unwrap_or_default(),
+            secret_access_key: c.secret_access_key.unwrap_or_default(),
+            prefix: c.prefix,
+            redirect_expiry_secs: 0,
+        }
+    }
+}
+
+impl S3StorageConfig {
+    pub fn store_config(&self) -> agent_registry_storage::S3Config {
+        let given = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        agent_registry_storage::S3Config {
+            bucket: self.bucket.clone(),
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            access_key_id: given(&self.access_key_id),
+            secret_access_key: given(&self.secret_access_key),
+            prefix: self.prefix.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -396,8 +491,10 @@ impl Default for LogConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
+            backend: StorageBackend::Filesystem,
             fsync: true,
             min_free_bytes: 0,
+            s3: None,
         }
     }
 }
@@ -454,6 +551,13 @@ impl Config {
                         "text" => LogFormat::Text,
                         "json" => LogFormat::Json,
                         _ => anyhow::bail!(bad("text or json")),
+                    }
+                }
+                "AGENT_REGISTRY_STORAGE" => {
+                    self.storage.backend = match value.as_str() {
+                        "filesystem" => StorageBackend::Filesystem,
+                        "s3" => StorageBackend::S3,
+                        _ => anyhow::bail!(bad("filesystem or s3")),
                     }
                 }
                 "AGENT_REGISTRY_FSYNC" => {
@@ -513,6 +617,22 @@ impl Config {
             anyhow::bail!(
                 "tls needs both cert_file and key_file (AGENT_REGISTRY_TLS_CERT and AGENT_REGISTRY_TLS_KEY)"
             );
+        }
+        match (self.storage.backend, &self.storage.s3) {
+            (StorageBackend::S3, None) => {
+                anyhow::bail!("storage.backend is s3 but there is no storage.s3 section")
+            }
+            (StorageBackend::S3, Some(s3)) if s3.bucket.is_empty() => {
+                anyhow::bail!("storage.s3.bucket must name the bucket")
+            }
+            (StorageBackend::S3, Some(s3))
+                if s3.access_key_id.is_empty() != s3.secret_access_key.is_empty() =>
+            {
+                anyhow::bail!(
+                    "storage.s3: give both access_key_id and secret_access_key, or neither (to use the AWS_* environment)"
+                )
+            }
+            _ => {}
         }
         self.catalogue_rules()?;
         self.limits()?;
@@ -582,6 +702,16 @@ impl Config {
         })
     }
 
+    /// How long presigned blob URLs last, when blob GETs are to be redirected to them.
+    pub fn blob_redirect(&self) -> Option<Duration> {
+        match (&self.storage.backend, &self.storage.s3) {
+            (StorageBackend::S3, Some(s3)) if s3.redirect_expiry_secs > 0 => {
+                Some(Duration::from_secs(s3.redirect_expiry_secs))
+            }
+            _ => None,
+        }
+    }
+
     /// The limits the registry enforces, checked.
     pub fn limits(&self) -> anyhow::Result<agent_registry_registry::Limits> {
         let quotas = self
@@ -633,6 +763,46 @@ mod tests {
                 .expect("yaml");
         let e = bad.check().expect_err("bad pattern");
         assert!(e.to_string().contains("limits.quotas: \"Team/*\""), "{e}");
+    }
+
+    #[test]
+    fn s3_storage_is_read_checked_and_keeps_its_secret() {
+        let c = Config::from_yaml(
+            "storage:\n  backend: s3\n  s3: { bucket: reg, endpoint: 'http://127.0.0.1:9000', access_key_id: k, secret_access_key: hush, redirect_expiry_secs: 60 }\n",
+        )
+        .expect("parses");
+        c.check().expect("complete");
+        assert_eq!(c.blob_redirect(), Some(Duration::from_secs(60)));
+        let store = c.storage.s3.as_ref().expect("section").store_config();
+        assert_eq!(
+            (store.bucket.as_str(), store.region.as_str()),
+            ("reg", "us-east-1")
+        );
+        let shown = serde_json::to_string(&c).expect("serializes");
+        assert!(!shown.contains("hush"), "{shown}");
+        assert!(!format!("{c:?}").contains("hush"));
+
+        for (yaml, says) in [
+            ("storage: { backend: s3 }", "no storage.s3 section"),
+            (
+                "storage: { backend: s3, s3: { bucket: '' } }",
+                "storage.s3.bucket",
+            ),
+            (
+                "storage: { backend: s3, s3: { bucket: b, access_key_id: k } }",
+                "secret_access_key",
+            ),
+        ] {
+            let e = Config::from_yaml(yaml)
+                .expect("yaml")
+                .check()
+                .expect_err(yaml);
+            assert!(e.to_string().contains(says), "{yaml}: {e}");
+        }
+        // Redirects belong to S3 alone.
+        let fs = Config::from_yaml("storage: { s3: { bucket: b, redirect_expiry_secs: 60 } }")
+            .expect("yaml");
+        assert_eq!(fs.blob_redirect(), None);
     }
 
     #[test]

@@ -25,12 +25,13 @@ use std::time::Duration;
 use agent_registry_access::{Access, unix_now};
 use agent_registry_metadata::SqliteStore;
 use agent_registry_registry::Registry;
-use agent_registry_storage::FsBlobStore;
+use agent_registry_storage::{BlobStore, FsBlobStore, S3BlobStore};
 use anyhow::Context;
 use metrics::Metrics;
 use tokio::net::TcpListener;
 
 pub use config::Config;
+use config::StorageBackend;
 
 /// What every handler gets: cheap to clone.
 #[derive(Clone, Debug)]
@@ -51,7 +52,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Opens the embedded default stores (filesystem + SQLite) under `config.root`, and
+    /// Opens the stores the configuration selects (by default filesystem + SQLite under
+    /// `config.root`; blobs in S3 with `storage.backend: s3`), and
     /// creates the first administrator if the configuration names a password for one and
     /// there is no account yet.
     pub async fn open(config: Config) -> anyhow::Result<AppState> {
@@ -59,8 +61,21 @@ impl AppState {
         let root = &config.root;
         std::fs::create_dir_all(root)
             .with_context(|| format!("creating storage root {}", root.display()))?;
-        let blobs = FsBlobStore::open(root, config.storage.fsync)
-            .with_context(|| format!("opening blob storage in {}", root.display()))?;
+        let blobs: Arc<dyn BlobStore> = match (config.storage.backend, &config.storage.s3) {
+            (StorageBackend::S3, Some(s3)) => {
+                let store = S3BlobStore::open(&s3.store_config())
+                    .with_context(|| format!("opening S3 bucket {}", s3.bucket))?;
+                store
+                    .probe()
+                    .await
+                    .with_context(|| format!("writing to S3 bucket {}", s3.bucket))?;
+                Arc::new(store)
+            }
+            _ => Arc::new(
+                FsBlobStore::open(root, config.storage.fsync)
+                    .with_context(|| format!("opening blob storage in {}", root.display()))?,
+            ),
+        };
         let db = root.join("registry.db");
         let meta = Arc::new(
             SqliteStore::open(&db, config.storage.fsync)
@@ -81,12 +96,7 @@ impl AppState {
                 "access control is off (auth.enabled: false): anyone who can reach this port may push, pull and delete"
             );
         }
-        let registry = Registry::new(
-            Arc::new(blobs),
-            meta,
-            config.limits()?,
-            config.catalogue_rules()?,
-        );
+        let registry = Registry::new(blobs, meta, config.limits()?, config.catalogue_rules()?);
         let metrics = config.metrics.enabled.then(Arc::default);
         let history = match metrics {
             Some(_) => history::History::open(root, &config.metrics.history)?.map(Arc::new),

@@ -69,18 +69,11 @@ impl FsBlobStore {
     }
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
-        let hex = digest.hex();
-        self.root
-            .join("blobs")
-            .join(digest.algorithm().as_str())
-            .join(&hex[..2])
-            .join(hex)
+        self.root.join(crate::blob_key(digest))
     }
 
     fn upload_path(&self, id: &str) -> Result<PathBuf> {
-        // Ids come from the caller, which takes them from URLs: never let one walk the tree.
-        let safe = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if !safe {
+        if !crate::upload_id_ok(id) {
             return Err(StorageError::UploadUnknown(id.to_owned()));
         }
         Ok(self.root.join("uploads").join(id))

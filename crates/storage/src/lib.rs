@@ -18,6 +18,9 @@
 //! ```
 
 mod fs;
+mod s3;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod s3_server;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod suite;
 
@@ -30,6 +33,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 pub use fs::FsBlobStore;
+pub use s3::{S3BlobStore, S3Config};
 
 /// A stream of blob bytes, in order.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
@@ -62,6 +66,19 @@ impl StorageError {
             _ => StorageError::Io { doing, source },
         }
     }
+}
+
+/// The key of a committed blob under a store's root, the same on every backend:
+/// `blobs/<algorithm>/<first two hex digits>/<hex>`.
+fn blob_key(digest: &Digest) -> String {
+    let hex = digest.hex();
+    format!("blobs/{}/{}/{hex}", digest.algorithm().as_str(), &hex[..2])
+}
+
+/// Whether an upload id is safe to use as a path segment. Ids come from callers, which take
+/// them from URLs: never let one walk the tree.
+fn upload_id_ok(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// Where blobs live. Every method is safe to call concurrently.
@@ -110,6 +127,17 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Proves the store can write right now, by writing and removing a small file.
     async fn probe(&self) -> Result<()>;
+
+    /// A URL from which a client can fetch the blob directly for the next `expiry`, when the
+    /// backend can sign one (object storage, perhaps behind a CDN); `None` means the registry
+    /// serves the bytes itself. Signing does not check that the blob exists.
+    async fn presigned_url(
+        &self,
+        _digest: &Digest,
+        _expiry: std::time::Duration,
+    ) -> Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// Appends to an upload. Dropping it without `finish` leaves a prefix of what was written.

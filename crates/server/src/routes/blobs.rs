@@ -1,6 +1,8 @@
-//! `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`, with single-range `Range` support.
+//! `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`, with single-range `Range` support, and
+//! GETs redirected to the object store when it signs URLs and redirects are configured.
 
 use std::ops::Range;
+use std::time::Duration;
 
 use agent_registry_oci::{ErrorCode, RepoName, media};
 use agent_registry_registry::Registry;
@@ -13,9 +15,25 @@ use super::{header_str, set_header};
 use crate::endpoint;
 use crate::error::{ApiError, ApiResult};
 
-pub async fn get(registry: &Registry, name: &RepoName, digest: &str, req: &Request) -> ApiResult {
+pub async fn get(
+    registry: &Registry,
+    name: &RepoName,
+    digest: &str,
+    req: &Request,
+    redirect: Option<Duration>,
+) -> ApiResult {
     let digest = endpoint::digest(digest)?;
     let size = registry.blob_size(name, &digest).await?;
+    if req.method == Method::GET
+        && let Some(expiry) = redirect
+        && let Some(url) = registry.blob_url(&digest, expiry).await?
+    {
+        // The client sends its Range header again to the bucket, which answers it.
+        let mut response = empty(StatusCode::TEMPORARY_REDIRECT).into_response();
+        set_header(&mut response, header::LOCATION, url);
+        set_header(&mut response, "docker-content-digest", digest.to_string());
+        return Ok(response);
+    }
     let range = match header_str(&req.headers, "range") {
         Some(r) => Some(byte_range(r, size).ok_or_else(|| {
             ApiError::new(

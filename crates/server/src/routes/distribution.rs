@@ -274,7 +274,8 @@ async fn route(state: AppState, endpoint: Endpoint, req: Request, body: Body) ->
             manifests::delete(registry, &name, &reference).await
         }
         (Endpoint::Blob { name, digest }, Method::GET | Method::HEAD) => {
-            blobs::get(registry, &name, &digest, &req).await
+            let redirect = state.config.blob_redirect();
+            blobs::get(registry, &name, &digest, &req, redirect).await
         }
         (Endpoint::Blob { name, digest }, Method::DELETE) => {
             blobs::delete(registry, &name, &digest).await

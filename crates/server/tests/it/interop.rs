@@ -1,20 +1,28 @@
-//! Interop: real clients against our server and, in the same test, against the reference
-//! registry (Debian's docker-registry, CNCF distribution 2.8), so a difference is our bug and
-//! not the test's. Needs docker (with dockerd running), skopeo, podman, umoci, busybox-static,
-//! docker-registry and a Python with `oras` (`$ORAS_PYTHON`, default `.venv/bin/python`), all
-//! of which `scripts/test` installs; hence `#[ignore]` for a plain `cargo test`.
+//! Interop: real clients against our server (on the filesystem, and on S3 with blob GETs
+//! redirected to presigned URLs) and, in the same test, against the reference registry
+//! (Debian's docker-registry, CNCF distribution 2.8), so a difference is our bug and not the
+//! test's. Needs docker (with dockerd running), skopeo, podman, umoci, busybox-static,
+//! docker-registry, the s3s-fs S3 server (`$S3S_FS`) and a Python with `oras`
+//! (`$ORAS_PYTHON`, default `.venv/bin/python`), all of which `scripts/test` installs; hence
+//! `#[ignore]` for a plain `cargo test`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use agent_registry_server::config::{S3StorageConfig, StorageBackend};
+use agent_registry_storage::s3_server::S3Server;
 use tokio::process::{Child, Command};
 
 use crate::support::TestRegistry;
 
-/// A registry under test: ours, or the reference one in a child process.
+/// A registry under test: ours (with its blobs on S3 when `s3` is set), or the reference one
+/// in a child process.
 enum Target {
-    Ours(TestRegistry),
+    Ours {
+        registry: TestRegistry,
+        s3: Option<S3Server>,
+    },
     Reference {
         host: String,
         _child: Child,
@@ -25,20 +33,21 @@ enum Target {
 impl Target {
     fn host(&self) -> &str {
         match self {
-            Target::Ours(r) => r.host(),
+            Target::Ours { registry, .. } => registry.host(),
             Target::Reference { host, .. } => host,
         }
     }
 
     fn name(&self) -> &'static str {
         match self {
-            Target::Ours(_) => "agent-registry",
+            Target::Ours { s3: None, .. } => "agent-registry",
+            Target::Ours { s3: Some(_), .. } => "agent-registry on S3",
             Target::Reference { .. } => "docker-registry",
         }
     }
 
     fn supports_referrers(&self) -> bool {
-        matches!(self, Target::Ours(_))
+        matches!(self, Target::Ours { .. })
     }
 }
 
@@ -79,10 +88,34 @@ async fn reference_registry() -> Target {
     panic!("docker-registry did not start on {host}");
 }
 
-/// Our registry and the reference one.
+/// Our registry with its blobs in a real S3 server (s3s-fs), answering blob GETs with
+/// redirects to presigned URLs, so clients fetch the bytes from the bucket.
+pub async fn registry_on_s3(bucket: &str) -> (TestRegistry, S3Server) {
+    let server = S3Server::start();
+    let store = server.bucket(bucket);
+    let registry = TestRegistry::start_with(|c| {
+        c.storage.backend = StorageBackend::S3;
+        c.storage.s3 = Some(S3StorageConfig {
+            redirect_expiry_secs: 300,
+            ..store.into()
+        });
+    })
+    .await;
+    (registry, server)
+}
+
+/// Our registry on either backend, and the reference one.
 async fn targets() -> Vec<Target> {
+    let (on_s3, s3) = registry_on_s3("interop").await;
     vec![
-        Target::Ours(TestRegistry::start().await),
+        Target::Ours {
+            registry: TestRegistry::start().await,
+            s3: None,
+        },
+        Target::Ours {
+            registry: on_s3,
+            s3: Some(s3),
+        },
         reference_registry().await,
     ]
 }

@@ -19,6 +19,7 @@ mod metric_history;
 mod metrics;
 mod notifications;
 mod referrers;
+mod storage_s3;
 mod tls;
 mod uploads;
 mod workloads;

@@ -111,7 +111,12 @@ async fn every_figure_moves_when_its_operation_happens() {
     assert_eq!(moved("registry_storage_blobs"), 2.0);
     assert_eq!(moved("registry_storage_bytes"), 5037.0);
     assert_eq!(moved("registry_upload_sessions"), 1.0);
-    assert!(get(&after, "registry_storage_free_bytes") > 0.0);
+    if std::env::var("AGENT_REGISTRY_TEST_STORAGE").as_deref() == Ok("s3") {
+        // Object storage has no free-space figure: the series is left out, not made up.
+        assert!(!after.contains_key("registry_storage_free_bytes"));
+    } else {
+        assert!(get(&after, "registry_storage_free_bytes") > 0.0);
+    }
     assert_eq!(moved("registry_tag_cache_misses_total"), 1.0);
     assert_eq!(moved("registry_tag_cache_hits_total"), 1.0);
     assert_eq!(
