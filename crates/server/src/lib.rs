@@ -12,6 +12,7 @@ mod error;
 pub mod history;
 pub mod logs;
 pub mod metrics;
+pub mod migrate;
 pub mod notify;
 mod routes;
 #[cfg(feature = "testing")]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use agent_registry_server::config::{Config, LogFormat};
 use agent_registry_server::logs::{Capture, LogStore};
-use agent_registry_server::{AppState, run};
+use agent_registry_server::{AppState, migrate, run};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
@@ -31,7 +31,8 @@ has a default, so `agent-registry serve` alone starts a registry on 0.0.0.0:5000
 in ./agent-registry-data.
 
 Environment: AGENT_REGISTRY_LISTEN, AGENT_REGISTRY_ROOT, AGENT_REGISTRY_LOG_LEVEL (or
-AAC_LOG_LEVEL), AGENT_REGISTRY_LOG_FORMAT (text|json), AGENT_REGISTRY_FSYNC (true|false).
+AAC_LOG_LEVEL), AGENT_REGISTRY_LOG_FORMAT (text|json), AGENT_REGISTRY_STORAGE (filesystem|s3),
+AGENT_REGISTRY_FSYNC (true|false); with S3, the usual AWS_* credentials.
 
 Examples:
   agent-registry serve
@@ -41,6 +42,18 @@ Examples:
     Serve(ConfigArgs),
     /// Print the effective configuration (file + environment + flags) as YAML, then exit.
     Config(ConfigArgs),
+    /// Copy a filesystem registry's blobs into the S3 bucket its configuration names.
+    #[command(after_help = "\
+The configuration (file, environment, flags, as for serve) must say storage.backend: s3 and
+name the bucket in storage.s3; --root (or root) is the registry whose blobs are copied. Each
+blob is hashed on the way and must match its digest; blobs already in the bucket are skipped,
+so an interrupted migration is finished by running it again. Metadata stays in
+<root>/registry.db. Stop the server on this root first; then serve with the same
+configuration and the registry answers from the bucket.
+
+Example:
+  agent-registry migrate --config s3.yaml --root /var/lib/agent-registry")]
+    Migrate(ConfigArgs),
     /// Manage users and robot accounts (works while the server runs).
     #[command(subcommand)]
     User(admin::UserCommand),
@@ -138,6 +151,19 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Config(args) => {
             print!("{}", serde_yaml_ng::to_string(&args.load()?)?);
+            Ok(())
+        }
+        Command::Migrate(args) => {
+            let config = args.load()?;
+            let moved = migrate::blobs_to_s3(&config, |digest, size, copied| {
+                let done = if copied { "copied" } else { "present" };
+                eprintln!("{done} {digest} ({size} bytes)");
+            })
+            .await?;
+            println!(
+                "copied {} blobs ({} bytes); {} were already in the bucket",
+                moved.copied, moved.bytes, moved.present
+            );
             Ok(())
         }
         Command::User(c) => admin::user(c).await,

@@ -115,6 +115,22 @@ impl TestServer {
         self.url.trim_start_matches("http://")
     }
 
+    /// Starts over a directory that already holds a registry (one [`TestServer::stop`]
+    /// handed back), with a configuration adjusted by `tweak`.
+    pub async fn start_on(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let mut s = Self::serve(dir.path(), s3_from_env(), tweak).await;
+        s.dir = Some(dir);
+        s
+    }
+
+    /// Stops the server gracefully and hands back the directory it served.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown().await;
+        self.dir
+            .take()
+            .expect("a server started by start_with owns its directory")
+    }
+
     /// Stops the server gracefully and starts a new one over the same storage.
     pub async fn restart(mut self) -> TestServer {
         self.shutdown().await;

@@ -140,6 +140,29 @@ impl BlobStore for FsBlobStore {
         Ok(stream_file(file, range))
     }
 
+    async fn list_blobs(&self) -> Result<Vec<Digest>> {
+        let blobs = self.root.join("blobs");
+        blocking(move || {
+            let failed = |e| StorageError::io("listing blobs", e);
+            let mut digests = Vec::new();
+            // blobs/<algorithm>/<2 hex>/<hex>
+            for algorithm in fs::read_dir(&blobs).map_err(failed)? {
+                let algorithm = algorithm.map_err(failed)?.path();
+                for prefix in fs::read_dir(&algorithm).map_err(failed)? {
+                    for blob in fs::read_dir(prefix.map_err(failed)?.path()).map_err(failed)? {
+                        let path = blob.map_err(failed)?.path();
+                        let key = path.strip_prefix(&blobs).unwrap_or(&path);
+                        if let Some(digest) = key.to_str().and_then(crate::digest_of_key) {
+                            digests.push(digest);
+                        }
+                    }
+                }
+            }
+            Ok(digests)
+        })
+        .await
+    }
+
     async fn delete(&self, digest: &Digest) -> Result<()> {
         match tokio::fs::remove_file(self.blob_path(digest)).await {
             Ok(()) => Ok(()),

@@ -75,6 +75,13 @@ fn blob_key(digest: &Digest) -> String {
     format!("blobs/{}/{}/{hex}", digest.algorithm().as_str(), &hex[..2])
 }
 
+/// The digest a blob key names, or `None` for a key that is not a blob's (a stray file).
+fn digest_of_key(key: &str) -> Option<Digest> {
+    let mut parts = key.rsplit('/');
+    let (hex, _, algorithm) = (parts.next()?, parts.next()?, parts.next()?);
+    format!("{algorithm}:{hex}").parse().ok()
+}
+
 /// Whether an upload id is safe to use as a path segment. Ids come from callers, which take
 /// them from URLs: never let one walk the tree.
 fn upload_id_ok(id: &str) -> bool {
@@ -92,6 +99,9 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Streams `range` of a committed blob. The range must lie within the blob.
     async fn read(&self, digest: &Digest, range: Range<u64>) -> Result<ByteStream>;
+
+    /// Every committed blob, in no particular order (for copying a store to another).
+    async fn list_blobs(&self) -> Result<Vec<Digest>>;
 
     /// Removes a committed blob. Removing one that is not there is not an error.
     async fn delete(&self, digest: &Digest) -> Result<()>;

@@ -233,6 +233,16 @@ impl BlobStore for S3BlobStore {
         Ok(self.stream(self.blob_path(digest), Some(range)))
     }
 
+    async fn list_blobs(&self) -> Result<Vec<Digest>> {
+        let dir = Path::from(format!("{}blobs", self.prefix));
+        self.s3
+            .list(Some(&dir))
+            .try_filter_map(|o| async move { Ok(crate::digest_of_key(o.location.as_ref())) })
+            .try_collect()
+            .await
+            .map_err(|e| s3_error("listing blobs", e))
+    }
+
     async fn delete(&self, digest: &Digest) -> Result<()> {
         match self.s3.delete(&self.blob_path(digest)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),

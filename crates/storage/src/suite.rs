@@ -64,10 +64,15 @@ async fn upload_append_commit_read(store: &dyn BlobStore) {
         None,
         "not visible before commit"
     );
+    assert!(store.list_blobs().await.expect("list").is_empty());
     store.commit_upload("u1", &digest).await.expect("commit");
     assert_eq!(
         store.stat(&digest).await.expect("stat"),
         Some(data.len() as u64)
+    );
+    assert_eq!(
+        store.list_blobs().await.expect("list"),
+        std::slice::from_ref(&digest)
     );
     assert!(matches!(
         store.upload_size("u1").await,
@@ -92,6 +97,7 @@ async fn upload_append_commit_read(store: &dyn BlobStore) {
 
     store.delete(&digest).await.expect("delete");
     assert_eq!(store.stat(&digest).await.expect("stat"), None);
+    assert!(store.list_blobs().await.expect("list").is_empty());
     store.delete(&digest).await.expect("deleting twice is fine");
 }
 

@@ -1,11 +1,15 @@
-//! The registry with its blobs in S3 (a real s3s-fs server): chunked uploads and redirects of
-//! blob GETs to presigned URLs.
+//! The registry with its blobs in S3 (a real s3s-fs server): chunked uploads, redirects of
+//! blob GETs to presigned URLs, and migrating a filesystem registry's blobs into a bucket.
 
+use agent_registry_server::Config;
+use agent_registry_server::config::{S3StorageConfig, StorageBackend};
+use agent_registry_storage::BlobStore;
+use agent_registry_storage::s3_server::S3Server;
 use reqwest::StatusCode;
 use reqwest::redirect::Policy;
 
 use crate::interop::registry_on_s3;
-use crate::support::{assert_error, header, sha256};
+use crate::support::{TestRegistry, assert_error, header, sha256};
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the s3s-fs S3 server: run scripts/test"]
@@ -99,4 +103,102 @@ async fn chunked_uploads_commit_into_the_bucket() {
         .expect("get");
     assert_eq!(got.status(), StatusCode::OK);
     assert_eq!(got.bytes().await.expect("body"), data);
+}
+
+/// `agent-registry migrate` copies a filesystem registry's blobs into a bucket; served from
+/// the bucket (with the local blobs gone), every manifest and blob reads back byte for byte.
+/// A second run finds everything there; a damaged blob on disk stops it without a trace in
+/// the bucket.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the s3s-fs S3 server: run scripts/test"]
+async fn migrate_moves_a_filesystem_registry_into_s3_byte_for_byte() {
+    let on_disk = |c: &mut Config| {
+        c.storage.backend = StorageBackend::Filesystem;
+        c.storage.s3 = None;
+    };
+    let reg = TestRegistry::start_with(on_disk).await;
+    let (manifest, _) = reg.push_image("moving/app", "v1", b"layer").await;
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 233) as u8).collect();
+    let big_digest = reg.push_blob("moving/data", &big).await;
+    let dir = reg.stop().await;
+
+    let s3 = S3Server::start();
+    let bucket = s3.bucket("migrated");
+    let config = dir.path().join("s3.yaml");
+    let section = S3StorageConfig::from(bucket.clone());
+    std::fs::write(
+        &config,
+        format!(
+            "storage:\n  backend: s3\n  s3: {{ bucket: {}, endpoint: '{}', access_key_id: {}, secret_access_key: {} }}\n",
+            section.bucket,
+            section.endpoint.as_deref().unwrap_or_default(),
+            section.access_key_id,
+            section.secret_access_key,
+        ),
+    )
+    .expect("config");
+    let migrate = |root: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_agent-registry"))
+            .arg("migrate")
+            .arg("--config")
+            .arg(&config)
+            .arg("--root")
+            .arg(root)
+            .output()
+            .expect("run agent-registry migrate")
+    };
+    let first = migrate(dir.path());
+    let said = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    // The config blob, the layer, the big blob; manifests live in the metadata.
+    assert!(said.contains("copied 3 blobs"), "{said}");
+    let again = migrate(dir.path());
+    let said = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        said.contains("copied 0 blobs") && said.contains("3 were already"),
+        "{said}"
+    );
+
+    std::fs::rename(dir.path().join("blobs"), dir.path().join("blobs.old")).expect("move away");
+    let reg = TestRegistry::start_on(dir, |c| {
+        c.storage.backend = StorageBackend::S3;
+        c.storage.s3 = Some(section.clone());
+    })
+    .await;
+    let got = reg.get_manifest("moving/app", "v1").await;
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(got.bytes().await.expect("body"), manifest);
+    let got = reg
+        .http
+        .get(reg.v2(&format!("moving/data/blobs/{big_digest}")))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(got.bytes().await.expect("body"), big);
+    let dir = reg.stop().await;
+
+    // A blob whose bytes no longer match its name is refused, and nothing of it lands.
+    std::fs::rename(dir.path().join("blobs.old"), dir.path().join("blobs")).expect("move back");
+    let damaged = sha256(b"damaged on disk");
+    let path = dir.path().join(format!(
+        "blobs/sha256/{}/{}",
+        &damaged.hex()[..2],
+        damaged.hex()
+    ));
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&path, b"not what the name says").expect("write");
+    let failed = migrate(dir.path());
+    let said = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success());
+    assert!(
+        said.contains(&damaged.to_string()) && said.contains("damaged"),
+        "{said}"
+    );
+    let store = agent_registry_storage::S3BlobStore::open(&bucket).expect("open");
+    assert_eq!(store.stat(&damaged).await.expect("stat"), None);
+    assert!(store.list_uploads().await.expect("uploads").is_empty());
 }

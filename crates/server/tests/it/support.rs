@@ -46,6 +46,16 @@ impl TestRegistry {
         self.server.host()
     }
 
+    /// Starts over a directory [`TestRegistry::stop`] handed back.
+    pub async fn start_on(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestRegistry {
+        Self::wrap(TestServer::start_on(dir, tweak).await)
+    }
+
+    /// Stops the server gracefully and hands back the directory it served.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.server.stop().await
+    }
+
     /// Stops the server gracefully and starts a new one over the same storage.
     pub async fn restart(self) -> TestRegistry {
         Self::wrap(self.server.restart().await)

@@ -1,0 +1,116 @@
+//! `agent-registry migrate`: moves a registry's blobs from its filesystem root into the S3
+//! bucket its configuration names, so the same registry can go on serving from object storage.
+//!
+//! Every blob is read, hashed and written through the [`BlobStore`] contract, so a blob that
+//! arrives is whole and matches its digest; a blob already in the bucket with the right size
+//! is left alone, so the command can be run again after an interruption. Metadata stays in
+//! `<root>/registry.db`. The filesystem store is opened with its lock, so a server still
+//! serving that root stops the migration before it starts.
+
+use agent_registry_oci::{Digest, Hasher};
+use agent_registry_storage::{BlobStore, FsBlobStore, S3BlobStore};
+use anyhow::Context;
+use futures_util::TryStreamExt;
+
+use crate::Config;
+use crate::config::StorageBackend;
+
+/// What a migration did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Moved {
+    pub copied: u64,
+    /// Already in the destination with the same size.
+    pub present: u64,
+    pub bytes: u64,
+}
+
+/// Copies the blobs under `config.root` into the bucket of `config.storage.s3`, calling
+/// `progress(digest, size, copied)` after each blob (`copied` is false when it was there).
+pub async fn blobs_to_s3(
+    config: &Config,
+    progress: impl FnMut(&Digest, u64, bool),
+) -> anyhow::Result<Moved> {
+    let s3 = match (config.storage.backend, &config.storage.s3) {
+        (StorageBackend::S3, Some(s3)) => s3,
+        _ => anyhow::bail!(
+            "the configuration must select the destination: storage.backend: s3 with a storage.s3 section"
+        ),
+    };
+    let root = &config.root;
+    if !root.join("blobs").is_dir() {
+        anyhow::bail!(
+            "{} holds no registry blobs (no blobs/ directory); --root names the registry to migrate",
+            root.display()
+        );
+    }
+    let from = FsBlobStore::open(root, false)
+        .with_context(|| format!("opening the blobs in {}", root.display()))?;
+    let to = S3BlobStore::open(&s3.store_config())
+        .with_context(|| format!("opening S3 bucket {}", s3.bucket))?;
+    to.probe()
+        .await
+        .with_context(|| format!("writing to S3 bucket {}", s3.bucket))?;
+    copy_all(&from, &to, progress).await
+}
+
+/// Copies every blob of `from` that `to` lacks, verifying each one's digest on the way.
+pub async fn copy_all(
+    from: &dyn BlobStore,
+    to: &dyn BlobStore,
+    mut progress: impl FnMut(&Digest, u64, bool),
+) -> anyhow::Result<Moved> {
+    let mut moved = Moved::default();
+    let mut digests = from
+        .list_blobs()
+        .await
+        .context("listing the blobs to copy")?;
+    digests.sort();
+    for digest in digests {
+        let Some(size) = from.stat(&digest).await? else {
+            continue; // removed while we listed
+        };
+        let copy = to.stat(&digest).await? != Some(size);
+        if copy {
+            copy_one(from, to, &digest, size)
+                .await
+                .with_context(|| format!("copying blob {digest}"))?;
+            moved.copied += 1;
+            moved.bytes += size;
+        } else {
+            moved.present += 1;
+        }
+        progress(&digest, size, copy);
+    }
+    Ok(moved)
+}
+
+async fn copy_one(
+    from: &dyn BlobStore,
+    to: &dyn BlobStore,
+    digest: &Digest,
+    size: u64,
+) -> anyhow::Result<()> {
+    let id = uuid::Uuid::new_v4().to_string();
+    to.begin_upload(&id).await?;
+    let copied = async {
+        let mut bytes = from.read(digest, 0..size).await?;
+        let mut writer = to.append(&id).await?;
+        let mut hasher = Hasher::new(digest.algorithm());
+        while let Some(chunk) = bytes.try_next().await.context("reading the blob")? {
+            hasher.update(&chunk);
+            writer.write(chunk).await?;
+        }
+        writer.finish().await?;
+        let actual = hasher.finish();
+        if actual != *digest {
+            anyhow::bail!("its bytes on disk hash to {actual}: the source copy is damaged");
+        }
+        to.commit_upload(&id, digest).await?;
+        Ok(())
+    }
+    .await;
+    if copied.is_err() {
+        let _ = to.abort_upload(&id).await;
+    }
+    copied
+}
