@@ -33,6 +33,11 @@ pub enum Error {
     /// A chunk that does not start where the upload ends (HTTP 416).
     #[error("chunk starts at byte {start}, but the upload holds {size} bytes; resume from {size}")]
     RangeInvalid { start: u64, size: u64 },
+    /// Another request appended a chunk at the same offset first (HTTP 416).
+    #[error(
+        "another request wrote the chunk at byte {start} of this upload first; GET the upload to see where to resume"
+    )]
+    ChunkRaced { start: u64 },
     #[error("{0}")]
     ManifestInvalid(String),
     #[error("{0}")]
@@ -74,9 +79,10 @@ impl Error {
             Error::NameUnknown(_) => ErrorCode::NameUnknown,
             Error::BlobUnknown { .. } => ErrorCode::BlobUnknown,
             Error::UploadUnknown(_) => ErrorCode::BlobUploadUnknown,
-            Error::UploadInvalid(_) | Error::RangeInvalid { .. } | Error::BodyFailed(_) => {
-                ErrorCode::BlobUploadInvalid
-            }
+            Error::UploadInvalid(_)
+            | Error::RangeInvalid { .. }
+            | Error::ChunkRaced { .. }
+            | Error::BodyFailed(_) => ErrorCode::BlobUploadInvalid,
             Error::ManifestInvalid(_) => ErrorCode::ManifestInvalid,
             Error::ManifestBlobUnknown(_) => ErrorCode::ManifestBlobUnknown,
             Error::ManifestUnknown { .. } => ErrorCode::ManifestUnknown,
@@ -92,7 +98,7 @@ impl Error {
     /// The HTTP status: the code's own, except where the spec or HTTP asks for a sharper one.
     pub fn status(&self) -> u16 {
         match self {
-            Error::RangeInvalid { .. } => 416,
+            Error::RangeInvalid { .. } | Error::ChunkRaced { .. } => 416,
             Error::TooLarge { .. } => 413,
             Error::StillReferenced(_) => 409,
             Error::StorageFull(_) => 507,
@@ -110,6 +116,7 @@ impl From<StorageError> for Error {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::UploadUnknown(id) => Error::UploadUnknown(id),
+            StorageError::UploadMoved { at, .. } => Error::ChunkRaced { start: at },
             StorageError::Full(io) => Error::StorageFull(io.to_string()),
             other => Error::Internal(other.to_string()),
         }

@@ -347,7 +347,7 @@ impl Registry {
         }
         let hasher = self.take_hasher(id, state, size).await?;
         let mut pipe = HashPipe::new(hasher, info.content_length);
-        let mut writer = self.inner.blobs.append(id).await?;
+        let mut writer = self.inner.blobs.append(id, size).await?;
         let mut received = 0u64;
         let mut weighed = 0u64;
         let idle = self.inner.limits.body_idle_timeout;

@@ -94,7 +94,7 @@ async fn copy_one(
     to.begin_upload(&id).await?;
     let copied = async {
         let mut bytes = from.read(digest, 0..size).await?;
-        let mut writer = to.append(&id).await?;
+        let mut writer = to.append(&id, 0).await?;
         let mut hasher = Hasher::new(digest.algorithm());
         while let Some(chunk) = bytes.try_next().await.context("reading the blob")? {
             hasher.update(&chunk);

@@ -192,8 +192,20 @@ impl BlobStore for FsBlobStore {
         }
     }
 
-    async fn append(&self, id: &str) -> Result<Box<dyn UploadWriter>> {
+    async fn append(&self, id: &str, at: u64) -> Result<Box<dyn UploadWriter>> {
         let file = self.open_upload(id, OpenOptions::new().append(true))?;
+        let len = file
+            .metadata()
+            .map_err(|e| StorageError::io("reading upload size", e))?
+            .len();
+        // The registry appends to one upload at a time (one process holds the root), so
+        // this only catches a caller that lost track of the size.
+        if len != at {
+            return Err(StorageError::UploadMoved {
+                id: id.to_owned(),
+                at,
+            });
+        }
         Ok(Box::new(FsUploadWriter::spawn(file, self.fsync)))
     }
 

@@ -46,6 +46,8 @@ pub enum StorageError {
     BlobUnknown(Digest),
     #[error("upload {0} is not in storage")]
     UploadUnknown(String),
+    #[error("upload {id} no longer ends at byte {at}: another request appended to it first")]
+    UploadMoved { id: String, at: u64 },
     #[error("insufficient storage space: {0}")]
     Full(io::Error),
     #[error("storage at {} is in use by another process (it holds {}/.lock); stop it or choose another root", .0.display(), .0.display())]
@@ -112,10 +114,13 @@ pub trait BlobStore: Send + Sync + 'static {
     /// How many bytes the upload holds so far.
     async fn upload_size(&self, id: &str) -> Result<u64>;
 
-    /// A writer that appends to the end of the upload. Bytes written are part of the upload
-    /// once [`UploadWriter::finish`] returns; on error, the upload holds some prefix of them
-    /// and [`BlobStore::upload_size`] says how much.
-    async fn append(&self, id: &str) -> Result<Box<dyn UploadWriter>>;
+    /// A writer that appends to the end of the upload, which the caller has found to be at
+    /// byte `at` (the caller knows; a backend need not ask storage again). Bytes written are
+    /// part of the upload once [`UploadWriter::finish`] returns; on error, the upload holds
+    /// some prefix of them and [`BlobStore::upload_size`] says how much. If the upload has
+    /// grown past `at` meanwhile (another request appended), the append fails with
+    /// [`StorageError::UploadMoved`] and writes nothing.
+    async fn append(&self, id: &str, at: u64) -> Result<Box<dyn UploadWriter>>;
 
     /// Streams the upload's bytes so far (used to rebuild hash state after a restart).
     async fn read_upload(&self, id: &str) -> Result<ByteStream>;

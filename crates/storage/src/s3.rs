@@ -152,16 +152,21 @@ impl S3BlobStore {
         Ok(segments)
     }
 
-    /// Removes every object of an upload, marker last, so a half-removed upload still lists.
+    /// Removes every object of an upload.
     async fn remove_upload(&self, id: &str) -> Result<()> {
         let dir = self.upload_dir(id)?;
-        let mut paths: Vec<Path> = self
+        let paths: Vec<Path> = self
             .s3
             .list(Some(&dir))
             .map_ok(|o| o.location)
             .try_collect()
             .await
             .map_err(|e| s3_error("listing an upload", e))?;
+        self.remove(paths).await
+    }
+
+    /// Removes `paths`, an upload's marker last, so a half-removed upload still lists.
+    async fn remove(&self, mut paths: Vec<Path>) -> Result<()> {
         paths.sort_by_key(|p| p.filename() == Some(MARKER));
         for path in paths {
             match self.s3.delete(&path).await {
@@ -263,12 +268,22 @@ impl BlobStore for S3BlobStore {
         Ok(end_of(&self.segments(id).await?))
     }
 
-    async fn append(&self, id: &str) -> Result<Box<dyn UploadWriter>> {
-        let offset = end_of(&self.segments(id).await?);
+    async fn append(&self, id: &str, at: u64) -> Result<Box<dyn UploadWriter>> {
+        // One HEAD, not a listing: the segment's name (its offset) and the conditional PUT
+        // are what keep two appends at one offset apart.
+        let dir = self.upload_dir(id)?;
+        match self.s3.head(&dir.clone().join(MARKER)).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(StorageError::UploadUnknown(id.to_owned()));
+            }
+            Err(e) => return Err(s3_error("reading an upload", e)),
+        }
         Ok(Box::new(S3UploadWriter {
             s3: self.s3.clone(),
-            path: self.upload_dir(id)?.join(format!("{offset:020}")),
-            offset,
+            path: dir.join(format!("{at:020}")),
+            id: id.to_owned(),
+            offset: at,
             written: 0,
             buffered: Vec::new(),
             multipart: None,
@@ -327,7 +342,12 @@ impl BlobStore for S3BlobStore {
                 }
             }
         }
-        self.remove_upload(id).await
+        // What was just listed, without listing again: a segment another node appended
+        // since is not part of this blob, and goes with the abandoned uploads.
+        let dir = self.upload_dir(id)?;
+        let mut paths: Vec<Path> = segments.into_iter().map(|s| s.path).collect();
+        paths.push(dir.join(MARKER));
+        self.remove(paths).await
     }
 
     async fn abort_upload(&self, id: &str) -> Result<()> {
@@ -388,6 +408,7 @@ impl BlobStore for S3BlobStore {
 struct S3UploadWriter {
     s3: Arc<AmazonS3>,
     path: Path,
+    id: String,
     offset: u64,
     written: u64,
     buffered: Vec<Bytes>,
@@ -427,6 +448,7 @@ impl UploadWriter for S3UploadWriter {
         let S3UploadWriter {
             s3,
             path,
+            id,
             offset,
             written,
             buffered,
@@ -445,12 +467,9 @@ impl UploadWriter for S3UploadWriter {
                 s3.put_opts(&path, payload, PutOptions::from(PutMode::Create))
                     .await
                     .map_err(|e| match e {
-                        object_store::Error::AlreadyExists { .. } => StorageError::io(
-                            "writing an upload",
-                            io::Error::other(format!(
-                                "another request already wrote offset {offset} of this upload"
-                            )),
-                        ),
+                        object_store::Error::AlreadyExists { .. } => {
+                            StorageError::UploadMoved { id, at: offset }
+                        }
                         e => s3_error("writing an upload", e),
                     })?;
             }
@@ -466,11 +485,19 @@ mod tests {
     use agent_registry_oci::Algorithm;
 
     async fn write(store: &S3BlobStore, id: &str, data: &[u8]) -> Result<u64> {
-        let mut w = store.append(id).await?;
+        let at = store.upload_size(id).await?;
+        let mut w = store.append(id, at).await?;
         for piece in data.chunks(256 << 10) {
             w.write(Bytes::copy_from_slice(piece)).await?;
         }
         w.finish().await
+    }
+
+    /// Two stores on one bucket: what two registry nodes see.
+    fn two_nodes(server: &S3Server, bucket: &str) -> (S3BlobStore, S3BlobStore) {
+        let config = server.bucket(bucket);
+        let open = || S3BlobStore::open(&config).expect("open");
+        (open(), open())
     }
 
     async fn read_all(stream: ByteStream) -> Vec<u8> {
@@ -495,11 +522,7 @@ mod tests {
     #[ignore = "needs the s3s-fs S3 server: run scripts/test"]
     async fn an_upload_grows_on_two_nodes_and_commits_on_either() {
         let server = S3Server::start();
-        let config = server.bucket("nodes");
-        let (a, b) = (
-            S3BlobStore::open(&config).expect("a"),
-            S3BlobStore::open(&config).expect("b"),
-        );
+        let (a, b) = two_nodes(&server, "nodes");
         let data: Vec<u8> = (0..(3 << 20) + PART_SIZE as u32 * 2)
             .map(|i| (i % 251) as u8)
             .collect();
@@ -538,14 +561,10 @@ mod tests {
     #[ignore = "needs the s3s-fs S3 server: run scripts/test"]
     async fn two_appends_at_one_offset_cannot_both_land() {
         let server = S3Server::start();
-        let config = server.bucket("race");
-        let (a, b) = (
-            S3BlobStore::open(&config).expect("a"),
-            S3BlobStore::open(&config).expect("b"),
-        );
+        let (a, b) = two_nodes(&server, "race");
         a.begin_upload("r1").await.expect("begin");
-        let mut on_a = a.append("r1").await.expect("append on a");
-        let mut on_b = b.append("r1").await.expect("append on b");
+        let mut on_a = a.append("r1", 0).await.expect("append on a");
+        let mut on_b = b.append("r1", 0).await.expect("append on b");
         on_a.write(Bytes::from_static(b"from a"))
             .await
             .expect("write");
@@ -554,7 +573,10 @@ mod tests {
             .expect("write");
         assert_eq!(on_a.finish().await.expect("a lands"), 6);
         let lost = on_b.finish().await.expect_err("b must not overwrite a");
-        assert!(lost.to_string().contains("offset 0"), "{lost}");
+        assert!(
+            matches!(&lost, StorageError::UploadMoved { at: 0, .. }),
+            "{lost}"
+        );
         let bytes = read_all(b.read_upload("r1").await.expect("read")).await;
         assert_eq!(bytes, b"from a");
     }

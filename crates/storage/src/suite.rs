@@ -40,8 +40,11 @@ async fn upload_append_commit_read(store: &dyn BlobStore) {
     let digest = Digest::of(Algorithm::Sha256, &data);
     store.begin_upload("u1").await.expect("begin");
     assert_eq!(store.upload_size("u1").await.expect("size"), 0);
-    for part in data.chunks(1_000_000) {
-        let mut w = store.append("u1").await.expect("append");
+    for (i, part) in data.chunks(1_000_000).enumerate() {
+        let mut w = store
+            .append("u1", i as u64 * 1_000_000)
+            .await
+            .expect("append");
         for piece in part.chunks(4096) {
             w.write(Bytes::copy_from_slice(piece)).await.expect("write");
         }
@@ -86,7 +89,7 @@ async fn upload_append_commit_read(store: &dyn BlobStore) {
 
     // Committing the same content again is harmless.
     store.begin_upload("u2").await.expect("begin");
-    let mut w = store.append("u2").await.expect("append");
+    let mut w = store.append("u2", 0).await.expect("append");
     w.write(Bytes::from(data.clone())).await.expect("write");
     w.finish().await.expect("finish");
     store
@@ -103,7 +106,7 @@ async fn upload_append_commit_read(store: &dyn BlobStore) {
 
 async fn abort_discards(store: &dyn BlobStore) {
     store.begin_upload("u3").await.expect("begin");
-    let mut w = store.append("u3").await.expect("append");
+    let mut w = store.append("u3", 0).await.expect("append");
     w.write(Bytes::from_static(b"abc")).await.expect("write");
     w.finish().await.expect("finish");
     assert!(
@@ -134,7 +137,7 @@ async fn unknown_things_are_reported(store: &dyn BlobStore) {
         Err(StorageError::BlobUnknown(_))
     ));
     assert!(matches!(
-        store.append("nope").await,
+        store.append("nope", 0).await,
         Err(StorageError::UploadUnknown(_))
     ));
     assert!(matches!(

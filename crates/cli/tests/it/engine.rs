@@ -12,6 +12,24 @@ use crate::support::{Agent, Fault, FaultProxy, Tmpfs, rootfs_tar, run_ok, unique
 
 /// Pushes a busybox image with a marker file to `host` with docker, then removes it from
 /// docker, so an engine pull has to fetch it. Returns its name.
+/// The digest the registry at `host` holds for `repo:tag`, asked as a pull would ask.
+async fn stored_digest(host: &str, repo: &str, tag: &str) -> String {
+    let stored = reqwest::Client::new()
+        .head(format!("http://{host}/v2/{repo}/manifests/{tag}"))
+        .header(
+            "accept",
+            "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json",
+        )
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(stored.status(), reqwest::StatusCode::OK, "{repo}:{tag}");
+    stored.headers()["docker-content-digest"]
+        .to_str()
+        .expect("ascii")
+        .to_owned()
+}
+
 async fn busybox_image(host: &str, dir: &Path, marker: &str) -> String {
     let tar = rootfs_tar(dir, marker).await;
     let image = format!("{host}/engine/busybox:{}", unique());
@@ -192,20 +210,10 @@ async fn agent_run_works_on_podmans_api_service() {
         .json();
     let digest = pushed["digest"].as_str().expect("digest");
     let (_, tag) = copy.rsplit_once(':').expect("tag");
-    let stored = reqwest::Client::new()
-        .head(format!(
-            "http://{}/v2/engine/from-podman/manifests/{tag}",
-            server.host()
-        ))
-        .header(
-            "accept",
-            "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json",
-        )
-        .send()
-        .await
-        .expect("head");
-    assert_eq!(stored.status(), reqwest::StatusCode::OK);
-    assert_eq!(stored.headers()["docker-content-digest"], digest);
+    assert_eq!(
+        stored_digest(server.host(), "engine/from-podman", tag).await,
+        digest
+    );
     let _ = tokio::process::Command::new("podman")
         .args(["rmi", "-f", &image, &copy])
         .output()
@@ -250,17 +258,10 @@ async fn push_images_and_pull_work_on_the_images_docker_holds() {
         .ok()
         .json();
     let digest = pushed["digest"].as_str().expect("digest").to_owned();
-    let stored = reqwest::Client::new()
-        .head(format!("http://{}/v2/engine/pushed/manifests/{tag}", server.host()))
-        .header(
-            "accept",
-            "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json",
-        )
-        .send()
-        .await
-        .expect("head");
-    assert_eq!(stored.status(), reqwest::StatusCode::OK);
-    assert_eq!(stored.headers()["docker-content-digest"], digest.as_str());
+    assert_eq!(
+        stored_digest(server.host(), "engine/pushed", &tag).await,
+        digest
+    );
 
     run_ok("docker", &["rmi", &image]).await;
     let pulled = agent
