@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use agent_registry_server::testing::TestServer;
 
-use crate::support::{Agent, Fault, FaultProxy, Tmpfs, rootfs_tar, run_ok, unique};
+use crate::support::{
+    Agent, Fault, FaultProxy, Tmpfs, noise, push_image, rootfs_tar, run_ok, unique,
+};
 
 /// Pushes a busybox image with a marker file to `host` with docker, then removes it from
 /// docker, so an engine pull has to fetch it. Returns its name.
@@ -396,13 +398,94 @@ async fn engine_pull_failures_are_classified_for_each_registry_fault() {
     run_ok("docker", &["rmi", &image]).await;
 }
 
+/// A node whose image store is full: the pull into its engine fails as DiskFull (exit 6)
+/// with the operator's hint, the ImagePullFailed event says so, and nothing is left behind.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root (a tmpfs) and dockerd: run scripts/test"]
+async fn engine_pull_into_a_full_image_store_is_disk_full() {
+    let engine = OwnDockerd::start("48m").await;
+    let server = TestServer::start().await;
+    push_image(&server.url, "engine/big", "1", &[noise(80 << 20, 9)]).await;
+    let image = format!("{}/engine/big:1", server.host());
+    let agent = Agent::new();
+    let events = agent.home.path().join("events.jsonl");
+    let socket = engine.socket();
+    let full = agent
+        .run(&[
+            "image",
+            "ensure",
+            "--engine",
+            "docker",
+            "--engine-socket",
+            &socket,
+            "--pull",
+            "always",
+            "--events",
+            &events.to_string_lossy(),
+            &image,
+        ])
+        .await;
+    assert_eq!(full.code, 6, "{}", full.stderr);
+    assert!(
+        full.stderr.contains("no space left on device")
+            && full.stderr.contains("agent image prune"),
+        "{}",
+        full.stderr
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&events)
+        .expect("events")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON event"))
+        .collect();
+    let types: Vec<&str> = lines.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(types, ["ImagePullStarted", "ImagePullFailed"], "{lines:?}");
+    assert_eq!(lines[1]["reason"], "DiskFull", "{lines:?}");
+    let left = engine.docker(&["images", "-q"]).await;
+    assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty());
+}
+
 /// A dockerd of the test's own, its data on a tmpfs of `size`, so a test may prune every image
-/// without touching what other tests hold in the shared one. It runs in a network namespace
-/// of its own: a second dockerd in the host's would fight the first over the docker0 bridge.
+/// or fill its disk without touching what other tests hold in the shared one. It shares the
+/// host's network, so it reaches registries on loopback, with a bridge of its own and no
+/// iptables rules: with `--bridge=none` dockerd deletes docker0, the shared daemon's bridge.
 struct OwnDockerd {
     dir: tempfile::TempDir,
     daemon: std::process::Child,
+    _bridge: Bridge,
     _data: Tmpfs,
+}
+
+/// A network bridge with an address of its own, removed when dropped. Needs root.
+struct Bridge(String);
+
+impl Bridge {
+    fn create() -> Bridge {
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = (std::process::id() % 200) * 50 + n % 50;
+        let name = format!("ar{}", 10_000 + tag);
+        let ip = |args: &[&str]| {
+            let status = std::process::Command::new("ip").args(args).status();
+            assert!(status.is_ok_and(|s| s.success()), "ip {}", args.join(" "));
+        };
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &name])
+            .stderr(Stdio::null())
+            .status();
+        ip(&["link", "add", &name, "type", "bridge"]);
+        let bridge = Bridge(name);
+        let address = format!("10.{}.{}.1/24", 200 + tag / 250, tag % 250);
+        ip(&["addr", "add", &address, "dev", &bridge.0]);
+        bridge
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .status();
+    }
 }
 
 impl OwnDockerd {
@@ -410,8 +493,9 @@ impl OwnDockerd {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = Tmpfs::mount(&dir.path().join("data"), size);
         let log = std::fs::File::create(dir.path().join("dockerd.log")).expect("log");
-        let daemon = std::process::Command::new("unshare")
-            .args(["--net", "dockerd", "--data-root"])
+        let bridge = Bridge::create();
+        let daemon = std::process::Command::new("dockerd")
+            .arg("--data-root")
             .arg(dir.path().join("data"))
             .arg("--exec-root")
             .arg(dir.path().join("exec"))
@@ -422,7 +506,8 @@ impl OwnDockerd {
                 "unix://{}",
                 dir.path().join("docker.sock").display()
             ))
-            .args(["--bridge=none", "--iptables=false", "--ip-masq=false"])
+            .arg(format!("--bridge={}", bridge.0))
+            .args(["--iptables=false", "--ip-masq=false"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -430,6 +515,7 @@ impl OwnDockerd {
         let own = OwnDockerd {
             dir,
             daemon,
+            _bridge: bridge,
             _data: data,
         };
         for _ in 0..100 {
