@@ -427,6 +427,71 @@ mod tests {
         assert_eq!(ChunkRange::parse("a-b"), None);
         assert_eq!(ChunkRange::parse("5"), None);
     }
+
+    /// An upload nobody finishes goes when it is older than the limit, an upload in storage
+    /// with no record (its node died between the two) goes at once, and a young one stays.
+    async fn abandoned_uploads_are_purged(blobs: Arc<dyn agent_registry_storage::BlobStore>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let meta = agent_registry_metadata::SqliteStore::open(dir.path().join("r.db"), false)
+            .expect("open metadata");
+        let registry = Registry::new(
+            blobs.clone(),
+            Arc::new(meta),
+            crate::Limits::default(),
+            crate::CatalogueRules::default(),
+        );
+        let repo: RepoName = "purge/app".parse().expect("name");
+        let left = registry.start_upload(&repo).await.expect("start");
+        let chunk: Body = Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from_static(
+            b"abc",
+        ))]));
+        let info = ChunkInfo {
+            range: None,
+            content_length: Some(3),
+        };
+        registry
+            .append_chunk(&repo, &left.id, info, chunk)
+            .await
+            .expect("patch");
+        blobs.begin_upload("orphan-1").await.expect("orphan");
+
+        let hour = Duration::from_secs(3600);
+        assert_eq!(registry.purge_stale_uploads(hour).await.expect("purge"), 1);
+        assert_eq!(
+            blobs.list_uploads().await.expect("list"),
+            std::slice::from_ref(&left.id)
+        );
+
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(
+            registry
+                .purge_stale_uploads(Duration::ZERO)
+                .await
+                .expect("purge"),
+            1
+        );
+        assert!(blobs.list_uploads().await.expect("list").is_empty());
+        assert!(matches!(
+            registry.upload_status(&repo, &left.id).await,
+            Err(Error::UploadUnknown(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn abandoned_uploads_are_purged_on_the_filesystem() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blobs = agent_registry_storage::FsBlobStore::open(dir.path(), false).expect("open");
+        abandoned_uploads_are_purged(Arc::new(blobs)).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs the s3s-fs S3 server: run scripts/test"]
+    async fn abandoned_uploads_are_purged_from_s3() {
+        let server = agent_registry_storage::s3_server::S3Server::start();
+        let blobs =
+            agent_registry_storage::S3BlobStore::open(&server.bucket("purge")).expect("open");
+        abandoned_uploads_are_purged(Arc::new(blobs)).await;
+    }
 }
 
 #[cfg(test)]

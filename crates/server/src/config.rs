@@ -7,7 +7,7 @@
 //! log: { level: info, format: text, retain_lines: 10000 }  # format: text | json; lines kept
 //!                                                           # for `agent registry logs`
 //! storage:
-//!   backend: filesystem              # filesystem (under root) | s3 (many nodes, one bucket)
+//!   backend: filesystem              # filesystem (under root) | s3 (blobs in a bucket)
 //!   fsync: true                      # false trades durability on power loss for speed
 //!   min_free_bytes: 0                # refuse pushes (507) that would leave less free; 0: off
 //!   s3:                              # with backend: s3; credentials may come from the
@@ -355,7 +355,7 @@ pub struct StorageConfig {
 pub enum StorageBackend {
     /// Blobs under `root`: one node.
     Filesystem,
-    /// Blobs in an S3-compatible bucket, shared by every node.
+    /// Blobs in an S3-compatible bucket (uploads and blobs kept by the bucket alone).
     S3,
 }
 

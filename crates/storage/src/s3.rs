@@ -48,7 +48,7 @@ const PARTS_IN_FLIGHT: usize = 2;
 const MARKER: &str = "begun";
 
 /// Where the bucket is and how to reach it.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct S3Config {
     pub bucket: String,
     /// The service's URL (`http://127.0.0.1:9000` for a local Garage or s3s); `None` for AWS.
@@ -60,6 +60,18 @@ pub struct S3Config {
     pub secret_access_key: Option<String>,
     /// A key prefix, so one bucket can hold several registries (`registry/`).
     pub prefix: String,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone)]
