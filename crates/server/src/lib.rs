@@ -82,6 +82,7 @@ impl AppState {
             SqliteStore::open(&db, config.storage.fsync)
                 .with_context(|| format!("opening metadata database {}", db.display()))?,
         );
+        claim_blobs(blobs.as_ref(), &meta).await?;
         let access = open_access(meta.clone(), &config).await?;
         let admin = &config.auth.admin;
         if !admin.password.is_empty()
@@ -117,6 +118,21 @@ impl AppState {
             logs: None,
         })
     }
+}
+
+/// Claims the blob store for the registry whose metadata is `meta`, by an id kept in that
+/// metadata (made once, shared by every node that shares it): a second registry with its
+/// own metadata on the same bucket would delete what only the first one knows.
+pub(crate) async fn claim_blobs(blobs: &dyn BlobStore, meta: &SqliteStore) -> anyhow::Result<()> {
+    use agent_registry_metadata::access::AccessStore as _;
+    let id = meta
+        .shared_secret("registry-id", uuid::Uuid::new_v4().to_string().into_bytes())
+        .await
+        .context("reading the registry's id")?;
+    blobs
+        .claim(&String::from_utf8_lossy(&id))
+        .await
+        .context("claiming blob storage")
 }
 
 async fn open_access(meta: Arc<SqliteStore>, config: &Config) -> anyhow::Result<Access> {

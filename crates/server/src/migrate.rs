@@ -7,6 +7,7 @@
 //! `<root>/registry.db`. The filesystem store is opened with its lock, so a server still
 //! serving that root stops the migration before it starts.
 
+use agent_registry_metadata::SqliteStore;
 use agent_registry_oci::{Digest, Hasher};
 use agent_registry_storage::{BlobStore, FsBlobStore, S3BlobStore};
 use anyhow::Context;
@@ -45,11 +46,16 @@ pub async fn blobs_to_s3(
     }
     let from = FsBlobStore::open(root, false)
         .with_context(|| format!("opening the blobs in {}", root.display()))?;
+    let db = root.join("registry.db");
+    let meta = SqliteStore::open(&db, true)
+        .with_context(|| format!("opening metadata database {}", db.display()))?;
     let to = S3BlobStore::open(&s3.store_config())
         .with_context(|| format!("opening S3 bucket {}", s3.bucket))?;
     to.probe()
         .await
         .with_context(|| format!("writing to S3 bucket {}", s3.bucket))?;
+    // The bucket becomes this registry's before a byte is copied, as `serve` will find it.
+    crate::claim_blobs(&to, &meta).await?;
     copy_all(&from, &to, progress).await
 }
 

@@ -50,6 +50,10 @@ pub enum StorageError {
     UploadMoved { id: String, at: u64 },
     #[error("insufficient storage space: {0}")]
     Full(io::Error),
+    #[error(
+        "this storage belongs to another registry (metadata {theirs}; this one's is {ours}): nodes that share blob storage must share their metadata store too"
+    )]
+    Claimed { ours: String, theirs: String },
     #[error("storage at {} is in use by another process (it holds {}/.lock); stop it or choose another root", .0.display(), .0.display())]
     InUse(std::path::PathBuf),
     #[error("storage i/o failed while {doing}: {source}")]
@@ -142,6 +146,15 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Proves the store can write right now, by writing and removing a small file.
     async fn probe(&self) -> Result<()>;
+
+    /// Marks the store as the blob store of the registry whose metadata is named `owner`, or
+    /// refuses with [`StorageError::Claimed`] if another registry's metadata claimed it first.
+    /// Two registries writing one store would each delete what only the other knows (its
+    /// uploads in flight, blobs only its manifests use). The filesystem store is already
+    /// one process's alone (its lock); shared stores keep the claim in the store itself.
+    async fn claim(&self, _owner: &str) -> Result<()> {
+        Ok(())
+    }
 
     /// A URL from which a client can fetch the blob directly for the next `expiry`, when the
     /// backend can sign one (object storage, perhaps behind a CDN); `None` means the registry

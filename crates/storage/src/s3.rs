@@ -46,6 +46,8 @@ const PART_SIZE: usize = 8 << 20;
 const PARTS_IN_FLIGHT: usize = 2;
 /// The marker object that says an upload exists, before any bytes arrive.
 const MARKER: &str = "begun";
+/// The object naming the registry (its metadata store) the bucket's blobs belong to.
+const OWNER: &str = "registry-owner";
 
 /// Where the bucket is and how to reach it.
 #[derive(Clone, Default)]
@@ -405,6 +407,39 @@ impl BlobStore for S3BlobStore {
             .map_err(|e| s3_error("removing a probe object", e))
     }
 
+    async fn claim(&self, owner: &str) -> Result<()> {
+        let path = Path::from(format!("{}{OWNER}", self.prefix));
+        let put = self
+            .s3
+            .put_opts(
+                &path,
+                PutPayload::from(owner.as_bytes().to_vec()),
+                PutMode::Create.into(),
+            )
+            .await;
+        match put {
+            Ok(_) => return Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(s3_error("claiming the bucket", e)),
+        }
+        let theirs = self
+            .s3
+            .get(&path)
+            .await
+            .map_err(|e| s3_error("reading the bucket's owner", e))?
+            .bytes()
+            .await
+            .map_err(|e| s3_error("reading the bucket's owner", e))?;
+        let theirs = String::from_utf8_lossy(&theirs);
+        if theirs == owner {
+            return Ok(());
+        }
+        Err(StorageError::Claimed {
+            ours: owner.to_owned(),
+            theirs: theirs.into_owned(),
+        })
+    }
+
     async fn presigned_url(&self, digest: &Digest, expiry: Duration) -> Result<Option<String>> {
         let url = self
             .s3
@@ -565,6 +600,30 @@ mod tests {
             b.upload_size("x1").await,
             Err(StorageError::UploadUnknown(_))
         ));
+    }
+
+    /// A bucket serves one registry: its metadata's id claims it, the same id claims it again
+    /// (a restart, another node on the same metadata), and another registry is refused,
+    /// each under its own prefix.
+    #[tokio::test]
+    #[ignore = "needs the s3s-fs S3 server: run scripts/test"]
+    async fn a_bucket_belongs_to_the_registry_that_claims_it_first() {
+        let server = S3Server::start();
+        let (a, b) = two_nodes(&server, "claimed");
+        a.claim("registry-1").await.expect("first claim");
+        b.claim("registry-1").await.expect("same registry");
+        let refused = b.claim("registry-2").await.expect_err("another registry");
+        assert!(
+            matches!(&refused, StorageError::Claimed { theirs, .. } if theirs == "registry-1"),
+            "{refused}"
+        );
+        let mut other = server.bucket("claimed");
+        other.prefix = "second".into();
+        let beside = S3BlobStore::open(&other).expect("open");
+        beside
+            .claim("registry-2")
+            .await
+            .expect("a prefix of its own");
     }
 
     /// Two PATCHes of one upload racing on two nodes both start at the same offset; the

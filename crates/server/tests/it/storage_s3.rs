@@ -202,3 +202,40 @@ async fn migrate_moves_a_filesystem_registry_into_s3_byte_for_byte() {
     assert_eq!(store.stat(&damaged).await.expect("stat"), None);
     assert!(store.list_uploads().await.expect("uploads").is_empty());
 }
+
+/// A bucket is one registry's: a second registry with metadata of its own is refused at
+/// start, saying why, before it can delete what only the first one knows.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the s3s-fs S3 server: run scripts/test"]
+async fn a_second_registry_on_the_same_bucket_is_refused() {
+    let s3 = S3Server::start();
+    let section = S3StorageConfig::from(s3.bucket("shared"));
+    let on_s3 = |c: &mut Config| {
+        c.storage.backend = StorageBackend::S3;
+        c.storage.s3 = Some(section.clone());
+    };
+    let first = TestRegistry::start_with(on_s3).await;
+    first.push_blob("shared/app", b"mine").await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config {
+        root: dir.path().to_owned(),
+        ..Config::default()
+    };
+    on_s3(&mut config);
+    let refused = agent_registry_server::AppState::open(config)
+        .await
+        .expect_err("a second registry on the bucket");
+    let said = format!("{refused:#}");
+    assert!(
+        said.contains("belongs to another registry") && said.contains("share their metadata"),
+        "{said}"
+    );
+    let r = first
+        .http
+        .head(first.v2(&format!("shared/app/blobs/{}", sha256(b"mine"))))
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(r.status(), StatusCode::OK, "the first registry is unharmed");
+}
