@@ -338,11 +338,11 @@ impl FsUploadWriter {
 
 /// Writes every chunk from `rx` to `file`. With `fsync`, each [`SYNC_EVERY`] bytes start an
 /// `fdatasync` on a second thread while writing goes on, so the disk works while the socket and
-/// the hasher do, and the sync at commit has little left.
+/// the hasher do, and the sync at commit has little left. A sync still running when the
+/// writer ends is left to finish on its own: waiting for it would stall every few PATCHes of
+/// a chunked upload, and the commit's `sync_all` waits for the disk anyway (and reports what
+/// failed).
 fn append_all(mut file: File, fsync: bool, mut rx: mpsc::Receiver<Bytes>) -> Result<u64> {
-    let syncing = file
-        .try_clone()
-        .map_err(|e| StorageError::io("opening an upload", e))?;
     // Count from the file's size, not from zero: a chunked upload opens a writer per PATCH,
     // and chunks smaller than SYNC_EVERY must still sync as the file grows.
     let start = file
@@ -350,33 +350,28 @@ fn append_all(mut file: File, fsync: bool, mut rx: mpsc::Receiver<Bytes>) -> Res
         .map_err(|e| StorageError::io("reading upload size", e))?
         .len();
     let mut unsynced = start % SYNC_EVERY;
-    std::thread::scope(|scope| {
-        let mut in_flight: Option<std::thread::ScopedJoinHandle<'_, io::Result<()>>> = None;
-        let join = |h: std::thread::ScopedJoinHandle<'_, io::Result<()>>| {
-            h.join()
-                .unwrap_or_else(|_| Err(io::Error::other("sync thread panicked")))
-                .map_err(|e| StorageError::io("syncing an upload", e))
-        };
-        while let Some(chunk) = rx.blocking_recv() {
-            file.write_all(&chunk)
-                .map_err(|e| StorageError::io("writing an upload", e))?;
-            unsynced += chunk.len() as u64;
-            let idle = in_flight.as_ref().is_none_or(|h| h.is_finished());
-            if fsync && unsynced >= SYNC_EVERY && idle {
-                if let Some(h) = in_flight.take() {
-                    join(h)?;
-                }
-                in_flight = Some(scope.spawn(|| syncing.sync_data()));
-                unsynced = 0;
+    let mut in_flight: Option<std::thread::JoinHandle<io::Result<()>>> = None;
+    while let Some(chunk) = rx.blocking_recv() {
+        file.write_all(&chunk)
+            .map_err(|e| StorageError::io("writing an upload", e))?;
+        unsynced += chunk.len() as u64;
+        let idle = in_flight.as_ref().is_none_or(|h| h.is_finished());
+        if fsync && unsynced >= SYNC_EVERY && idle {
+            if let Some(done) = in_flight.take() {
+                done.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("sync thread panicked")))
+                    .map_err(|e| StorageError::io("syncing an upload", e))?;
             }
+            let syncing = file
+                .try_clone()
+                .map_err(|e| StorageError::io("opening an upload", e))?;
+            in_flight = Some(std::thread::spawn(move || syncing.sync_data()));
+            unsynced = 0;
         }
-        if let Some(h) = in_flight.take() {
-            join(h)?;
-        }
-        file.metadata()
-            .map(|m| m.len())
-            .map_err(|e| StorageError::io("reading upload size", e))
-    })
+    }
+    file.metadata()
+        .map(|m| m.len())
+        .map_err(|e| StorageError::io("reading upload size", e))
 }
 
 #[async_trait::async_trait]
