@@ -378,15 +378,12 @@ pub struct S3StorageConfig {
 }
 
 impl std::fmt::Debug for S3StorageConfig {
+    /// The store's own Debug, which leaves the secret out.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S3StorageConfig")
-            .field("bucket", &self.bucket)
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("access_key_id", &self.access_key_id)
-            .field("prefix", &self.prefix)
+            .field("store", &self.store_config())
             .field("redirect_expiry_secs", &self.redirect_expiry_secs)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
