@@ -39,8 +39,9 @@ use object_store::{
 
 use crate::{BlobStore, ByteStream, Result, StorageError, UploadWriter};
 
-/// The size of a multipart part, and the size from which an append streams as multipart
-/// rather than being buffered for one PUT. S3 wants parts of at least 5 MiB.
+/// The size of a multipart part, and the most an append buffers for one conditional PUT:
+/// past it, the append streams as multipart. S3 wants parts of at least 5 MiB. A PATCH of
+/// exactly this size (registry-bench's and many clients' chunk) stays one PUT.
 const PART_SIZE: usize = 8 << 20;
 /// Parts uploaded at once by one writer: bounds the memory an upload holds to this many parts.
 const PARTS_IN_FLIGHT: usize = 2;
@@ -450,7 +451,7 @@ impl BlobStore for S3BlobStore {
     }
 }
 
-/// One append: bytes are buffered up to [`PART_SIZE`] for a single conditional PUT; past
+/// One append: bytes are buffered up to [`PART_SIZE`] for a single conditional PUT; beyond
 /// that they stream as a multipart upload of the same segment.
 struct S3UploadWriter {
     s3: Arc<AmazonS3>,
@@ -476,7 +477,7 @@ impl UploadWriter for S3UploadWriter {
         }
         self.buffered.push(chunk);
         let held: usize = self.buffered.iter().map(Bytes::len).sum();
-        if held >= PART_SIZE {
+        if held > PART_SIZE {
             let upload = self
                 .s3
                 .put_multipart(&self.path)
