@@ -194,22 +194,14 @@ impl S3BlobStore {
 
     /// The bytes of `segments`, one after another, each fetched when the one before ends.
     fn concat(&self, segments: Vec<Segment>) -> ByteStream {
-        let streams: Vec<ByteStream> = segments
-            .into_iter()
-            .map(|s| self.stream(s.path, None))
-            .collect();
+        let streams: Vec<ByteStream> = segments.into_iter().map(|s| self.stream(s.path)).collect();
         Box::pin(futures_util::stream::iter(streams).flatten())
     }
 
-    fn stream(&self, path: Path, range: Option<Range<u64>>) -> ByteStream {
+    /// The whole object at `path`, fetched when the stream is first polled.
+    fn stream(&self, path: Path) -> ByteStream {
         let s3 = self.s3.clone();
-        let opened = async move {
-            let options = GetOptions {
-                range: range.map(GetRange::Bounded),
-                ..GetOptions::default()
-            };
-            s3.get_opts(&path, options).await.map(|r| r.into_stream())
-        };
+        let opened = async move { s3.get(&path).await.map(|r| r.into_stream()) };
         Box::pin(
             futures_util::stream::once(opened)
                 .try_flatten()
@@ -243,14 +235,25 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn read(&self, digest: &Digest, range: Range<u64>) -> Result<ByteStream> {
-        // Ask first, so a missing blob is an error here rather than in the middle of a body.
-        if self.stat(digest).await?.is_none() {
-            return Err(StorageError::BlobUnknown(digest.clone()));
-        }
         if range.is_empty() {
-            return Ok(Box::pin(futures_util::stream::empty()));
+            return match self.stat(digest).await? {
+                Some(_) => Ok(Box::pin(futures_util::stream::empty())),
+                None => Err(StorageError::BlobUnknown(digest.clone())),
+            };
         }
-        Ok(self.stream(self.blob_path(digest), Some(range)))
+        // The GET is sent here, not when the body is first polled, so a missing blob is an
+        // error before any response starts, with no HEAD before it.
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(range)),
+            ..GetOptions::default()
+        };
+        match self.s3.get_opts(&self.blob_path(digest), options).await {
+            Ok(found) => Ok(Box::pin(found.into_stream().map_err(io::Error::other))),
+            Err(object_store::Error::NotFound { .. }) => {
+                Err(StorageError::BlobUnknown(digest.clone()))
+            }
+            Err(e) => Err(s3_error("reading a blob", e)),
+        }
     }
 
     async fn list_blobs(&self) -> Result<Vec<Digest>> {
