@@ -206,7 +206,7 @@ impl BlobStore for FsBlobStore {
                 at,
             });
         }
-        Ok(Box::new(FsUploadWriter::spawn(file, self.fsync)))
+        Ok(Box::new(FsUploadWriter::spawn(file, at, self.fsync)))
     }
 
     async fn read_upload(&self, id: &str) -> Result<ByteStream> {
@@ -329,9 +329,9 @@ struct FsUploadWriter {
 }
 
 impl FsUploadWriter {
-    fn spawn(file: File, fsync: bool) -> FsUploadWriter {
+    fn spawn(file: File, at: u64, fsync: bool) -> FsUploadWriter {
         let (tx, rx) = mpsc::channel::<Bytes>(16);
-        let task = tokio::task::spawn_blocking(move || append_all(file, fsync, rx));
+        let task = tokio::task::spawn_blocking(move || append_all(file, at, fsync, rx));
         FsUploadWriter { tx, task }
     }
 }
@@ -341,14 +341,15 @@ impl FsUploadWriter {
 /// the hasher do, and the sync at commit has little left. A sync still running when the
 /// writer ends is left to finish on its own: waiting for it would stall every few PATCHes of
 /// a chunked upload, and the commit's `sync_all` waits for the disk anyway (and reports what
-/// failed).
-fn append_all(mut file: File, fsync: bool, mut rx: mpsc::Receiver<Bytes>) -> Result<u64> {
+/// failed). `start` is the file's size, which `append` has checked.
+fn append_all(
+    mut file: File,
+    start: u64,
+    fsync: bool,
+    mut rx: mpsc::Receiver<Bytes>,
+) -> Result<u64> {
     // Count from the file's size, not from zero: a chunked upload opens a writer per PATCH,
     // and chunks smaller than SYNC_EVERY must still sync as the file grows.
-    let start = file
-        .metadata()
-        .map_err(|e| StorageError::io("reading upload size", e))?
-        .len();
     let mut unsynced = start % SYNC_EVERY;
     let mut in_flight: Option<std::thread::JoinHandle<io::Result<()>>> = None;
     while let Some(chunk) = rx.blocking_recv() {

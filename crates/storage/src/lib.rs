@@ -123,7 +123,8 @@ pub trait BlobStore: Send + Sync + 'static {
     /// part of the upload once [`UploadWriter::finish`] returns; on error, the upload holds
     /// some prefix of them and [`BlobStore::upload_size`] says how much. If the upload has
     /// grown past `at` meanwhile (another request appended), the append fails with
-    /// [`StorageError::UploadMoved`] and writes nothing.
+    /// [`StorageError::UploadMoved`] and writes nothing, where the backend can tell: S3
+    /// cannot for an append larger than one multipart part (see `s3.rs`).
     async fn append(&self, id: &str, at: u64) -> Result<Box<dyn UploadWriter>>;
 
     /// Streams the upload's bytes so far (used to rebuild hash state after a restart).

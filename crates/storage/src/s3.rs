@@ -33,7 +33,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{
-    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
     WriteMultipart,
 };
 
@@ -136,13 +136,7 @@ impl S3BlobStore {
     /// The upload's segments in order, as (offset, size, path); `UploadUnknown` if it has no
     /// marker.
     async fn segments(&self, id: &str) -> Result<Vec<Segment>> {
-        let dir = self.upload_dir(id)?;
-        let objects: Vec<_> = self
-            .s3
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| s3_error("listing an upload", e))?;
+        let objects = self.upload_objects(id).await?;
         let mut begun = false;
         let mut segments = Vec::new();
         for object in objects {
@@ -167,17 +161,14 @@ impl S3BlobStore {
         Ok(segments)
     }
 
-    /// Removes every object of an upload.
-    async fn remove_upload(&self, id: &str) -> Result<()> {
+    /// Every object under the upload's directory: its marker and its segments.
+    async fn upload_objects(&self, id: &str) -> Result<Vec<ObjectMeta>> {
         let dir = self.upload_dir(id)?;
-        let paths: Vec<Path> = self
-            .s3
+        self.s3
             .list(Some(&dir))
-            .map_ok(|o| o.location)
             .try_collect()
             .await
-            .map_err(|e| s3_error("listing an upload", e))?;
-        self.remove(paths).await
+            .map_err(|e| s3_error("listing an upload", e))
     }
 
     /// Removes `paths`, an upload's marker last, so a half-removed upload still lists.
@@ -193,8 +184,11 @@ impl S3BlobStore {
     }
 
     /// The bytes of `segments`, one after another, each fetched when the one before ends.
-    fn concat(&self, segments: Vec<Segment>) -> ByteStream {
-        let streams: Vec<ByteStream> = segments.into_iter().map(|s| self.stream(s.path)).collect();
+    fn concat(&self, segments: &[Segment]) -> ByteStream {
+        let streams: Vec<ByteStream> = segments
+            .iter()
+            .map(|s| self.stream(s.path.clone()))
+            .collect();
         Box::pin(futures_util::stream::iter(streams).flatten())
     }
 
@@ -210,11 +204,21 @@ impl S3BlobStore {
     }
 }
 
-#[derive(Clone)]
 struct Segment {
     offset: u64,
     size: u64,
     path: Path,
+}
+
+/// Adds `chunk` to a multipart upload once fewer than [`PARTS_IN_FLIGHT`] parts are being
+/// sent, so a writer holds a bounded amount in memory.
+async fn put_part(writer: &mut WriteMultipart, chunk: Bytes, doing: &'static str) -> Result<()> {
+    writer
+        .wait_for_capacity(PARTS_IN_FLIGHT)
+        .await
+        .map_err(|e| s3_error(doing, e))?;
+    writer.put(chunk);
+    Ok(())
 }
 
 fn end_of(segments: &[Segment]) -> u64 {
@@ -309,7 +313,7 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn read_upload(&self, id: &str) -> Result<ByteStream> {
-        Ok(self.concat(self.segments(id).await?))
+        Ok(self.concat(&self.segments(id).await?))
     }
 
     async fn commit_upload(&self, id: &str, digest: &Digest) -> Result<()> {
@@ -338,7 +342,7 @@ impl BlobStore for S3BlobStore {
                         .await
                         .map_err(|e| s3_error("committing a blob", e))?;
                     let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-                    let mut bytes = self.concat(many.to_vec());
+                    let mut bytes = self.concat(many);
                     while let Some(chunk) = bytes.next().await {
                         let chunk = match chunk {
                             Ok(chunk) => chunk,
@@ -347,11 +351,7 @@ impl BlobStore for S3BlobStore {
                                 return Err(StorageError::io("reading an upload", e));
                             }
                         };
-                        writer
-                            .wait_for_capacity(PARTS_IN_FLIGHT)
-                            .await
-                            .map_err(|e| s3_error("committing a blob", e))?;
-                        writer.put(chunk);
+                        put_part(&mut writer, chunk, "committing a blob").await?;
                     }
                     writer
                         .finish()
@@ -369,7 +369,9 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn abort_upload(&self, id: &str) -> Result<()> {
-        self.remove_upload(id).await
+        let objects = self.upload_objects(id).await?;
+        self.remove(objects.into_iter().map(|o| o.location).collect())
+            .await
     }
 
     async fn list_uploads(&self) -> Result<Vec<String>> {
@@ -471,12 +473,7 @@ impl UploadWriter for S3UploadWriter {
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
         self.written += chunk.len() as u64;
         if let Some(multipart) = &mut self.multipart {
-            multipart
-                .wait_for_capacity(PARTS_IN_FLIGHT)
-                .await
-                .map_err(|e| s3_error("writing an upload", e))?;
-            multipart.put(chunk);
-            return Ok(());
+            return put_part(multipart, chunk, "writing an upload").await;
         }
         self.buffered.push(chunk);
         let held: usize = self.buffered.iter().map(Bytes::len).sum();
