@@ -3,8 +3,8 @@
 //! downloads, ratings).
 //!
 //! [`MetadataStore`] is the contract for content and [`access::AccessStore`] for who may
-//! touch it; [`SqliteStore`] is the embedded backend (WAL, one writer,
-//! a small pool of readers). All SQL lives in the backend modules. Every change that touches
+//! touch it; [`SqliteStore`] is the embedded backend (WAL, one writer, a small pool of
+//! readers) and [`PostgresStore`] the shared one that many registry nodes use at once. All SQL lives in the backend modules. Every change that touches
 //! several rows happens in one transaction, so a manifest, its references and its tag appear
 //! together or not at all, and the existence checks for what a manifest references run inside
 //! that same transaction.
@@ -13,9 +13,13 @@ pub mod access;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod access_suite;
 mod catalogue_index;
+mod catalogue_rows;
+pub mod postgres;
 mod sqlite;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod suite;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod test_database;
 
 use std::collections::BTreeMap;
 
@@ -23,6 +27,7 @@ use agent_registry_oci::catalogue::{AgentInfo, SearchHit, SortKey};
 use agent_registry_oci::{Digest, Reference, RepoName, RepoPattern, Tag};
 use bytes::Bytes;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 pub type Result<T, E = MetadataError> = std::result::Result<T, E>;
@@ -203,8 +208,23 @@ pub struct Page {
     pub more: bool,
 }
 
+/// Held while a blob's bytes must not be deleted under a commit or a mount (shared), or while
+/// they are being deleted (exclusive), on every node sharing the metadata; released when
+/// dropped.
+pub struct BlobGuard(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl std::fmt::Debug for BlobGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BlobGuard")
+    }
+}
+
 #[async_trait::async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
+    /// Waits for and takes the guard over `digest`'s bytes: shared for a commit or mount,
+    /// which must not see the bytes deleted before their link lands; exclusive for deleting
+    /// them, which must not remove bytes a commit is about to link.
+    async fn guard_blob(&self, digest: &Digest, exclusive: bool) -> Result<BlobGuard>;
     /// Size of `digest` if it is linked into `repo` (pushed or mounted there).
     async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>>;
     /// Size of `digest` if any repository holds it (for cross-repository mounts).

@@ -57,7 +57,7 @@ impl Registry {
                 digest: digest.clone(),
             });
         }
-        let _exclusive = self.inner.blob_lifecycle.write().await;
+        let _exclusive = self.inner.meta.guard_blob(digest, true).await?;
         if !self.inner.meta.blob_linked_anywhere(digest).await? {
             self.inner.blobs.delete(digest).await?;
             debug!(%digest, "blob bytes removed");

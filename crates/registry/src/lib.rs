@@ -69,9 +69,6 @@ struct Inner {
     meta: Arc<dyn MetadataStore>,
     limits: Limits,
     uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<upload::HashState>>>>,
-    /// Commits and mounts hold this shared; deleting a blob's bytes holds it exclusively, so
-    /// bytes are never removed between a commit's rename and its link (invariant 3).
-    blob_lifecycle: tokio::sync::RwLock<()>,
     tags_cache: listing::TagsCache,
     rules: CatalogueRules,
     recent_pulls: catalogue::RecentPulls,
@@ -99,7 +96,6 @@ impl Registry {
                 meta,
                 limits,
                 uploads: Mutex::new(HashMap::new()),
-                blob_lifecycle: tokio::sync::RwLock::new(()),
                 tags_cache: listing::TagsCache::default(),
                 rules,
                 recent_pulls: catalogue::RecentPulls::default(),

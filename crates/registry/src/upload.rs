@@ -162,7 +162,7 @@ impl Registry {
             )));
         }
         {
-            let _shared = self.inner.blob_lifecycle.read().await;
+            let _shared = self.inner.meta.guard_blob(digest, false).await?;
             self.inner.blobs.commit_upload(id, digest).await?;
             self.inner
                 .meta
@@ -218,7 +218,7 @@ impl Registry {
         digest: &Digest,
         from: Option<&RepoName>,
     ) -> Result<Option<u64>> {
-        let _shared = self.inner.blob_lifecycle.read().await;
+        let _shared = self.inner.meta.guard_blob(digest, false).await?;
         let size = match from {
             Some(from) => self.inner.meta.blob_size(from, digest).await?,
             None => self.inner.meta.blob_size_anywhere(digest).await?,

@@ -9,12 +9,15 @@
 //! Searches run over the in-memory [`CatalogueIndex`]; [`sync`] feeds it the `agents` rows
 //! whose `changed` number (set by the triggers of migration 4) is past its version.
 
-use agent_registry_oci::catalogue::{self, AgentInfo, SearchHit, format_rfc3339, human_size};
+use agent_registry_oci::catalogue::{self, AgentInfo, SearchHit};
 use agent_registry_oci::{RepoName, version};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{bad_value, db_err, now, parse_digest, parse_repo};
 use crate::catalogue_index::{CatalogueIndex, Change, Entry, TextMatch};
+use crate::catalogue_rows::{
+    TagRow, decode, display_tag, encode, hit_of, name_like, tag_names, terms, words,
+};
 use crate::{AgentRecord, Listing, Result, Search, SearchPage, TagRecord};
 
 pub(super) fn store_listing(
@@ -39,37 +42,6 @@ pub(super) fn store_listing(
     })
     .map_err(db_err("storing a catalogue listing"))?;
     Ok(())
-}
-
-fn encode(info: &AgentInfo) -> Result<String> {
-    serde_json::to_string(info).map_err(|e| crate::MetadataError::backend("encoding a listing", e))
-}
-
-fn decode(info: Option<String>) -> AgentInfo {
-    info.and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or_default()
-}
-
-/// Which tag the catalogue shows: `latest`, else the highest release, else the newest tag.
-fn display_tag(tags: &[(String, String, i64)]) -> Option<&(String, String, i64)> {
-    tags.iter()
-        .find(|(name, ..)| name == "latest")
-        .or_else(|| {
-            let best = version::latest_release(tags.iter().map(|(n, ..)| n.as_str()))?;
-            tags.iter().find(|(n, ..)| n == best)
-        })
-        .or_else(|| {
-            tags.iter()
-                .max_by(|a, b| a.2.cmp(&b.2).then_with(|| b.0.cmp(&a.0)))
-        })
-}
-
-/// A repository's tag names as `agents.tags` keeps them: sorted, one per line (a tag cannot
-/// hold a line break).
-fn tag_names(tags: &[(String, String, i64)]) -> String {
-    let mut names: Vec<&str> = tags.iter().map(|(n, ..)| n.as_str()).collect();
-    names.sort_unstable();
-    names.join("\n")
 }
 
 /// Marks `repo`'s catalogue row out of step with its tags; called in the transaction of every
@@ -123,7 +95,7 @@ struct Row {
 /// Brings `repo`'s catalogue row in step with its tags.
 fn refresh(tx: &Connection, repo: &RepoName) -> Result<()> {
     let err = db_err("updating the catalogue");
-    let tags: Vec<(String, String, i64)> = tx
+    let tags: Vec<TagRow> = tx
         .prepare_cached("SELECT name, digest, updated_at FROM tags WHERE repo = ?1")
         .and_then(|mut s| {
             s.query_map(params![repo.as_str()], |r| {
@@ -255,7 +227,7 @@ fn listing_of(c: &Connection, repo: &RepoName, digest: &str) -> Result<Listing> 
     .and_then(|mut s| {
         s.query_row(params![repo.as_str(), digest], |r| {
             Ok(Listing {
-                info: decode(r.get(0)?),
+                info: decode(r.get::<_, Option<String>>(0)?.as_deref()),
                 created: r.get(1)?,
                 size: r.get::<_, i64>(2)? as u64,
             })
@@ -266,41 +238,13 @@ fn listing_of(c: &Connection, repo: &RepoName, digest: &str) -> Result<Listing> 
     .map_err(db_err("reading a catalogue listing"))
 }
 
-/// The text search matches: the name's parts and every descriptive field.
-fn words(repo: &RepoName, info: &AgentInfo) -> String {
-    let mut words: Vec<&str> = repo.as_str().split(['/', '-', '_', '.']).collect();
-    words.push(repo.as_str());
-    words.extend(info.title.as_deref());
-    words.extend(info.description.as_deref());
-    words.extend(info.keywords.iter().map(String::as_str));
-    words.extend(info.capabilities.iter().map(String::as_str));
-    words.extend(info.author.as_deref());
-    words.extend(info.model_name.as_deref());
-    words.join(" ")
-}
-
-/// An FTS5 query: every word of `text` must appear; words of three or more characters match
-/// as prefixes (`summ` finds `summarizer`), shorter ones only whole (a one-letter prefix would
-/// match most of the catalogue).
+/// An FTS5 query: every term of `text`, quoted, long ones as prefixes.
 fn fts_query(text: &str) -> Option<String> {
-    let terms: Vec<String> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| {
-            let star = if w.chars().count() >= 3 { "*" } else { "" };
-            format!("\"{}\"{star}", w.to_lowercase())
-        })
+    let terms: Vec<String> = terms(text)
+        .into_iter()
+        .map(|t| format!("\"{}\"{}", t.word, if t.prefix { "*" } else { "" }))
         .collect();
     (!terms.is_empty()).then(|| terms.join(" AND "))
-}
-
-/// Whether `text` could be part of a repository name (so a name match is worth trying).
-fn name_like(text: &str) -> Option<String> {
-    let t = text.trim().to_lowercase();
-    let ok = !t.is_empty()
-        && t.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c));
-    ok.then_some(t)
 }
 
 /// The catalogue version: the change number of the last changed `agents` row.
@@ -453,7 +397,7 @@ fn hit(c: &Connection, id: i64) -> Result<Option<SearchHit>> {
     .and_then(|mut s| {
         s.query_row([id], |r| {
             let listing = Listing {
-                info: decode(r.get(3)?),
+                info: decode(r.get::<_, Option<String>>(3)?.as_deref()),
                 created: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
                 size: r.get::<_, Option<i64>>(5)?.unwrap_or(0) as u64,
             };
@@ -492,25 +436,6 @@ fn show_tag(c: &Connection, hit: &mut SearchHit, tag: &str) -> Result<()> {
         };
     }
     Ok(())
-}
-
-/// A hit showing `tag` of `name` with its listing; downloads and rating are the agent's and
-/// left for the caller.
-fn hit_of(name: String, tag: String, digest: String, listing: Listing) -> SearchHit {
-    SearchHit {
-        name,
-        tag,
-        digest,
-        description: listing.info.description,
-        author: listing.info.author,
-        capabilities: listing.info.capabilities,
-        size: human_size(listing.size),
-        size_bytes: listing.size,
-        created: format_rfc3339(listing.created),
-        downloads: 0,
-        rating: None,
-        rating_count: 0,
-    }
 }
 
 pub(super) fn agent(c: &Connection, repo: &RepoName) -> Result<Option<AgentRecord>> {
@@ -634,30 +559,5 @@ mod tests {
             Some("\"chat\"* AND \"bot\"* AND \"v2\"")
         );
         assert_eq!(fts_query("\"*)(").as_deref(), None);
-    }
-
-    #[test]
-    fn only_name_shaped_terms_match_names() {
-        assert_eq!(name_like("Team/Agent-1").as_deref(), Some("team/agent-1"));
-        assert_eq!(name_like("two words"), None);
-        assert_eq!(name_like("glob*"), None);
-    }
-
-    #[test]
-    fn display_tag_prefers_latest_then_releases_then_newest() {
-        let t = |n: &str, at: i64| (n.to_owned(), format!("d-{n}"), at);
-        assert_eq!(
-            display_tag(&[t("1.0.0", 1), t("latest", 0), t("2.0.0", 2)]).map(|x| x.0.as_str()),
-            Some("latest")
-        );
-        assert_eq!(
-            display_tag(&[t("1.0.0", 5), t("2.0.0-rc.1", 9), t("1.1.0", 1)]).map(|x| x.0.as_str()),
-            Some("1.1.0")
-        );
-        assert_eq!(
-            display_tag(&[t("dev", 5), t("edge", 9)]).map(|x| x.0.as_str()),
-            Some("edge")
-        );
-        assert_eq!(display_tag(&[]), None);
     }
 }

@@ -19,8 +19,8 @@ mod writer;
 
 use crate::catalogue_index::CatalogueIndex;
 use crate::{
-    AgentRecord, Held, MetadataError, MetadataStore, NewManifest, Page, RefKind, Referrer, Result,
-    Search, SearchPage, StoredManifest, UploadRecord,
+    AgentRecord, BlobGuard, Held, MetadataError, MetadataStore, NewManifest, Page, RefKind,
+    Referrer, Result, Search, SearchPage, StoredManifest, UploadRecord,
 };
 
 /// Readers kept open; reads run on the async workers, so few are ever in use at once.
@@ -34,6 +34,8 @@ pub struct SqliteStore {
     writer: writer::Writer,
     readers: Mutex<Vec<Connection>>,
     index: RwLock<CatalogueIndex>,
+    /// One node by construction: a lock in this process guards every blob.
+    blob_lifecycle: std::sync::Arc<tokio::sync::RwLock<()>>,
 }
 
 fn poisoned() -> MetadataError {
@@ -94,6 +96,7 @@ impl SqliteStore {
             writer: writer::Writer::spawn(conn, durable)?,
             readers: Mutex::new(Vec::new()),
             index: RwLock::default(),
+            blob_lifecycle: std::sync::Arc::default(),
         })
     }
 
@@ -242,6 +245,15 @@ fn limit(n: usize) -> i64 {
 
 #[async_trait::async_trait]
 impl MetadataStore for SqliteStore {
+    async fn guard_blob(&self, _digest: &Digest, exclusive: bool) -> Result<BlobGuard> {
+        let lock = self.blob_lifecycle.clone();
+        Ok(if exclusive {
+            BlobGuard(Box::new(lock.write_owned().await))
+        } else {
+            BlobGuard(Box::new(lock.read_owned().await))
+        })
+    }
+
     async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
         let (repo, digest) = (repo.to_string(), digest.to_string());
         self.read(|c| {
