@@ -81,15 +81,22 @@ impl Access {
         // deleted user, a new password), so a cached answer never outlives a change by more
         // than a policy check.
         self.policy().await;
+        if matches!(self.known(key), Some(Known::Refused(_))) {
+            // A refusal is only repeated after checking the store: the account or token may
+            // have been made on another node a moment ago.
+            self.fresh_policy().await;
+        }
+        Some(match self.known(key)? {
+            Known::Caller(c) => Ok(c),
+            Known::Refused(m) => Err(AccessError::Unauthenticated(m)),
+        })
+    }
+
+    /// The cached answer for credential `key`, while it is fresh.
+    fn known(&self, key: &[u8]) -> Option<Known> {
         let known = self.0.known.lock().ok()?;
         let (answer, until) = known.get(key)?;
-        if Instant::now() >= *until {
-            return None;
-        }
-        Some(match answer {
-            Known::Caller(c) => Ok(c.clone()),
-            Known::Refused(m) => Err(AccessError::Unauthenticated(m.clone())),
-        })
+        (Instant::now() < *until).then(|| answer.clone())
     }
 
     /// Who a registry JWT says it is, and when it expires.

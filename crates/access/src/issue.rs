@@ -15,7 +15,15 @@ impl Access {
         scopes: &[ResourceScope],
         offline: bool,
     ) -> Result<Issued> {
-        let policy = self.policy().await;
+        let mut policy = self.policy().await;
+        // Less than asked is only given by the store's latest policy (see `Access::allows`).
+        if self.enabled()
+            && scopes
+                .iter()
+                .any(|s| policy.actions(caller, &s.repo).intersect(s.actions) != s.actions)
+        {
+            policy = self.fresh_policy().await;
+        }
         let mut access: Vec<(RepoName, Actions)> = Vec::new();
         for s in scopes {
             let granted = if self.enabled() {

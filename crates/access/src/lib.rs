@@ -241,6 +241,16 @@ impl Access {
         self.current()
     }
 
+    /// The policy in force after asking the store whether it moved, whenever this node last
+    /// checked: for answers that must see a change another node made a moment ago (a denial
+    /// about to be given, a listing about to be filtered).
+    pub async fn fresh_policy(&self) -> Arc<Policy> {
+        if let Err(e) = self.reload(false).await {
+            tracing::warn!(error = %e, "checking the access policy failed; using the last one");
+        }
+        self.current()
+    }
+
     fn current(&self) -> Arc<Policy> {
         match self.0.policy.read() {
             Ok(p) => p.clone(),
@@ -272,15 +282,20 @@ impl Access {
         self.reload(true).await
     }
 
+    /// Whether `caller` may do `action` on `repo`. A denial is only given after checking the
+    /// store for a newer policy, so a grant made on any node counts on every node at once.
     pub async fn allows(&self, caller: &Caller, repo: &RepoName, action: Action) -> bool {
-        !self.enabled() || self.policy().await.allows(caller, repo, action)
+        !self.enabled()
+            || self.policy().await.allows(caller, repo, action)
+            || self.fresh_policy().await.allows(caller, repo, action)
     }
 
+    /// What `caller` may see in listings and search, by the store's latest policy.
     pub async fn readable(&self, caller: &Caller) -> Readable {
         if !self.enabled() {
             return Readable::All;
         }
-        self.policy().await.readable(caller)
+        self.fresh_policy().await.readable(caller)
     }
 
     /// The credential cache, for metrics: hits and misses since start, and entries now.

@@ -19,7 +19,7 @@ struct Catalog {
 pub async fn list(state: &AppState, req: &Request) -> ApiResult {
     let n = page_size(req, DEFAULT_PAGE)?;
     let access = &state.access;
-    let policy = access.policy().await;
+    let policy = access.fresh_policy().await;
     let visible = |name: &str| {
         !access.enabled()
             || name
