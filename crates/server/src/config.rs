@@ -18,6 +18,10 @@
 //!     secret_access_key: ""
 //!     prefix: ""                     # keys under this prefix, to share a bucket
 //!     redirect_expiry_secs: 0        # >0: blob GETs answer 307 to a presigned URL this long
+//! database:
+//!   backend: sqlite                  # sqlite (registry.db under root) | postgres (many nodes)
+//!   url: postgres://registry:secret@db.example.com:5432/registry  # with backend: postgres
+//!   max_connections: 16              # this node's pool
 //! limits:
 //!   manifest_max_bytes: 4194304
 //!   body_idle_timeout_secs: 60       # an upload body silent this long is abandoned
@@ -74,6 +78,8 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("AGENT_REGISTRY_LOG_FORMAT", "log.format"),
     ("AGENT_REGISTRY_STORAGE", "storage.backend"),
     ("AGENT_REGISTRY_FSYNC", "storage.fsync"),
+    ("AGENT_REGISTRY_DATABASE", "database.backend"),
+    ("AGENT_REGISTRY_DATABASE_URL", "database.url"),
     ("AGENT_REGISTRY_MIN_FREE_BYTES", "storage.min_free_bytes"),
     ("AGENT_REGISTRY_AUTH", "auth.enabled"),
     ("AGENT_REGISTRY_METRICS", "metrics.enabled"),
@@ -90,6 +96,7 @@ pub struct Config {
     pub root: PathBuf,
     pub log: LogConfig,
     pub storage: StorageConfig,
+    pub database: DatabaseConfig,
     pub limits: LimitsConfig,
     pub uploads: UploadsConfig,
     pub catalogue: CatalogueConfig,
@@ -361,6 +368,54 @@ pub enum StorageBackend {
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub backend: DatabaseBackend,
+    /// The PostgreSQL server, with `backend: postgres`: a `postgres://` URL or a
+    /// `host=... dbname=...` string. Shown and logged without its password.
+    #[serde(serialize_with = "redacted_url")]
+    pub url: String,
+    /// Connections this node keeps open at most.
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseBackend {
+    /// `registry.db` under `root`: one node.
+    Sqlite,
+    /// A PostgreSQL database that every node of the registry shares.
+    Postgres,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            backend: DatabaseBackend::Sqlite,
+            url: String::new(),
+            max_connections: agent_registry_metadata::postgres::DEFAULT_CONNECTIONS,
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("backend", &self.backend)
+            .field(
+                "url",
+                &agent_registry_metadata::postgres::redacted(&self.url),
+            )
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+fn redacted_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&agent_registry_metadata::postgres::redacted(url))
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct S3StorageConfig {
     pub bucket: String,
     /// The service's URL for anything but AWS itself.
@@ -460,6 +515,7 @@ impl Default for Config {
             root: PathBuf::from("agent-registry-data"),
             log: LogConfig::default(),
             storage: StorageConfig::default(),
+            database: DatabaseConfig::default(),
             limits: LimitsConfig::default(),
             uploads: UploadsConfig {
                 expire_after_hours: 24,
@@ -557,6 +613,14 @@ impl Config {
                         _ => anyhow::bail!(bad("filesystem or s3")),
                     }
                 }
+                "AGENT_REGISTRY_DATABASE" => {
+                    self.database.backend = match value.as_str() {
+                        "sqlite" => DatabaseBackend::Sqlite,
+                        "postgres" => DatabaseBackend::Postgres,
+                        _ => anyhow::bail!(bad("sqlite or postgres")),
+                    }
+                }
+                "AGENT_REGISTRY_DATABASE_URL" => self.database.url = value,
                 "AGENT_REGISTRY_FSYNC" => {
                     self.storage.fsync =
                         boolean(&value).ok_or_else(|| anyhow::anyhow!(bad("true or false")))?
@@ -630,6 +694,11 @@ impl Config {
                 )
             }
             _ => {}
+        }
+        if self.database.backend == DatabaseBackend::Postgres && self.database.url.is_empty() {
+            anyhow::bail!(
+                "database.backend is postgres but database.url is empty (or set AGENT_REGISTRY_DATABASE_URL)"
+            );
         }
         self.catalogue_rules()?;
         self.limits()?;

@@ -24,7 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_registry_access::{Access, unix_now};
-use agent_registry_metadata::SqliteStore;
+use agent_registry_metadata::access::AccessStore;
+use agent_registry_metadata::{MetadataStore, PostgresStore, SqliteStore};
 use agent_registry_registry::Registry;
 use agent_registry_storage::{BlobStore, FsBlobStore, S3BlobStore};
 use anyhow::Context;
@@ -32,7 +33,7 @@ use metrics::Metrics;
 use tokio::net::TcpListener;
 
 pub use config::Config;
-use config::StorageBackend;
+use config::{DatabaseBackend, StorageBackend};
 
 /// What every handler gets: cheap to clone.
 #[derive(Clone, Debug)]
@@ -77,13 +78,9 @@ impl AppState {
                     .with_context(|| format!("opening blob storage in {}", root.display()))?,
             ),
         };
-        let db = root.join("registry.db");
-        let meta = Arc::new(
-            SqliteStore::open(&db, config.storage.fsync)
-                .with_context(|| format!("opening metadata database {}", db.display()))?,
-        );
-        claim_blobs(blobs.as_ref(), &meta).await?;
-        let access = open_access(meta.clone(), &config).await?;
+        let (meta, access_store) = open_metadata(&config).await?;
+        claim_blobs(blobs.as_ref(), access_store.as_ref()).await?;
+        let access = open_access(access_store, &config).await?;
         let admin = &config.auth.admin;
         if !admin.password.is_empty()
             && access
@@ -120,11 +117,42 @@ impl AppState {
     }
 }
 
+/// Opens the metadata database the configuration selects, as the two contracts it serves.
+pub(crate) async fn open_metadata(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn MetadataStore>, Arc<dyn AccessStore>)> {
+    match config.database.backend {
+        DatabaseBackend::Sqlite => {
+            let db = config.root.join("registry.db");
+            let store = Arc::new(
+                SqliteStore::open(&db, config.storage.fsync)
+                    .with_context(|| format!("opening metadata database {}", db.display()))?,
+            );
+            Ok((store.clone(), store))
+        }
+        DatabaseBackend::Postgres => {
+            let store = Arc::new(
+                PostgresStore::connect(&config.database.url, config.database.max_connections)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "opening metadata database {}",
+                            agent_registry_metadata::postgres::redacted(&config.database.url)
+                        )
+                    })?,
+            );
+            Ok((store.clone(), store))
+        }
+    }
+}
+
 /// Claims the blob store for the registry whose metadata is `meta`, by an id kept in that
 /// metadata (made once, shared by every node that shares it): a second registry with its
 /// own metadata on the same bucket would delete what only the first one knows.
-pub(crate) async fn claim_blobs(blobs: &dyn BlobStore, meta: &SqliteStore) -> anyhow::Result<()> {
-    use agent_registry_metadata::access::AccessStore as _;
+pub(crate) async fn claim_blobs(
+    blobs: &dyn BlobStore,
+    meta: &dyn AccessStore,
+) -> anyhow::Result<()> {
     let id = meta
         .shared_secret("registry-id", uuid::Uuid::new_v4().to_string().into_bytes())
         .await
@@ -135,25 +163,24 @@ pub(crate) async fn claim_blobs(blobs: &dyn BlobStore, meta: &SqliteStore) -> an
         .context("claiming blob storage")
 }
 
-async fn open_access(meta: Arc<SqliteStore>, config: &Config) -> anyhow::Result<Access> {
+async fn open_access(meta: Arc<dyn AccessStore>, config: &Config) -> anyhow::Result<Access> {
     Access::open(meta, config.access_settings()?)
         .await
         .context("loading access control")
 }
 
-/// Opens only access control over the database under `config.root`, for the admin
-/// commands (`agent-registry user ...`); safe while a server runs on the same root.
+/// Opens only access control over the registry's database, for the admin commands
+/// (`agent-registry user ...`); safe while a server runs on the same database.
 pub async fn open_access_only(config: &Config) -> anyhow::Result<Access> {
     let db = config.root.join("registry.db");
-    if !db.exists() {
+    if config.database.backend == DatabaseBackend::Sqlite && !db.exists() {
         anyhow::bail!(
             "no registry database at {}: start the server once, or pass the --root it uses",
             db.display()
         );
     }
-    let meta = SqliteStore::open(&db, config.storage.fsync)
-        .with_context(|| format!("opening metadata database {}", db.display()))?;
-    open_access(Arc::new(meta), config).await
+    let (_, access) = open_metadata(config).await?;
+    open_access(access, config).await
 }
 
 pub fn router(state: AppState) -> axum::Router {

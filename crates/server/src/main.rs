@@ -42,17 +42,21 @@ Examples:
     Serve(ConfigArgs),
     /// Print the effective configuration (file + environment + flags) as YAML, then exit.
     Config(ConfigArgs),
-    /// Copy a filesystem registry's blobs into the S3 bucket its configuration names.
+    /// Move a single-node registry onto S3 (blobs) and PostgreSQL (metadata).
     #[command(after_help = "\
-The configuration (file, environment, flags, as for serve) must say storage.backend: s3 and
-name the bucket in storage.s3; --root (or root) is the registry whose blobs are copied. Each
-blob is hashed on the way and must match its digest; blobs already in the bucket are skipped,
-so an interrupted migration is finished by running it again. Metadata stays in
-<root>/registry.db. Stop the server on this root first; then serve with the same
-configuration and the registry answers from the bucket.
+The configuration (file, environment, flags, as for serve) names the destinations:
+storage.backend: s3 with a storage.s3 section copies the blobs under --root (or root) into
+the bucket; database.backend: postgres with database.url copies <root>/registry.db into that
+database. Either or both; blobs go first.
+
+Each blob is hashed on the way and must match its digest; blobs already in the bucket are
+skipped, so an interrupted blob copy is finished by running it again. The metadata is copied
+in one transaction into an empty database: an interrupted copy leaves nothing, and a database
+that already holds repositories or accounts is refused. Stop the server on this root first;
+then serve with the same configuration, on as many nodes as you like.
 
 Example:
-  agent-registry migrate --config s3.yaml --root /var/lib/agent-registry")]
+  agent-registry migrate --config scale-out.yaml --root /var/lib/agent-registry")]
     Migrate(ConfigArgs),
     /// Manage users and robot accounts (works while the server runs).
     #[command(subcommand)]
@@ -155,15 +159,32 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate(args) => {
             let config = args.load()?;
-            let moved = migrate::blobs_to_s3(&config, |digest, size, copied| {
-                let done = if copied { "copied" } else { "present" };
-                eprintln!("{done} {digest} ({size} bytes)");
-            })
-            .await?;
-            println!(
-                "copied {} blobs ({} bytes); {} were already in the bucket",
-                moved.copied, moved.bytes, moved.present
-            );
+            let (blobs, metadata) = migrate::destinations(&config);
+            if !blobs && !metadata {
+                anyhow::bail!(
+                    "nothing to migrate to: the configuration must select storage.backend: s3, database.backend: postgres, or both"
+                );
+            }
+            if blobs {
+                let moved = migrate::blobs_to_s3(&config, |digest, size, copied| {
+                    let done = if copied { "copied" } else { "present" };
+                    eprintln!("{done} {digest} ({size} bytes)");
+                })
+                .await?;
+                println!(
+                    "copied {} blobs ({} bytes); {} were already in the bucket",
+                    moved.copied, moved.bytes, moved.present
+                );
+            }
+            if metadata {
+                let imported = migrate::metadata_to_postgres(&config).await?;
+                let rows: Vec<String> = imported
+                    .tables
+                    .iter()
+                    .map(|(table, n)| format!("{table} {n}"))
+                    .collect();
+                println!("copied the metadata into PostgreSQL: {}", rows.join(", "));
+            }
             Ok(())
         }
         Command::User(c) => admin::user(c).await,

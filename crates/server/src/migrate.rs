@@ -1,20 +1,23 @@
-//! `agent-registry migrate`: moves a registry's blobs from its filesystem root into the S3
-//! bucket its configuration names, so the same registry can go on serving from object storage.
+//! `agent-registry migrate`: moves a single-node registry onto the shared backends its
+//! configuration names: blobs from its filesystem root into the S3 bucket, metadata from
+//! `<root>/registry.db` into PostgreSQL, so the same registry goes on serving from many nodes.
 //!
 //! Every blob is read, hashed and written through the [`BlobStore`] contract, so a blob that
 //! arrives is whole and matches its digest; a blob already in the bucket with the right size
-//! is left alone, so the command can be run again after an interruption. Metadata stays in
-//! `<root>/registry.db`. The filesystem store is opened with its lock, so a server still
-//! serving that root stops the migration before it starts.
+//! is left alone, so the command can be run again after an interruption. Metadata moves in
+//! one PostgreSQL transaction into an empty database (see `PostgresStore::import_sqlite`),
+//! after the blobs, so it never names a blob the bucket lacks. The filesystem store is opened
+//! with its lock, so a server still serving that root stops the migration before it starts.
 
-use agent_registry_metadata::SqliteStore;
+use agent_registry_metadata::postgres::{Imported, redacted};
+use agent_registry_metadata::{PostgresStore, SqliteStore};
 use agent_registry_oci::{Digest, Hasher};
 use agent_registry_storage::{BlobStore, FsBlobStore, S3BlobStore};
 use anyhow::Context;
 use futures_util::TryStreamExt;
 
 use crate::Config;
-use crate::config::StorageBackend;
+use crate::config::{DatabaseBackend, StorageBackend};
 
 /// What a migration did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +26,40 @@ pub struct Moved {
     /// Already in the destination with the same size.
     pub present: u64,
     pub bytes: u64,
+}
+
+/// Whether the configuration names a destination for blobs and for metadata.
+pub fn destinations(config: &Config) -> (bool, bool) {
+    (
+        config.storage.backend == StorageBackend::S3,
+        config.database.backend == DatabaseBackend::Postgres,
+    )
+}
+
+/// Copies the metadata in `<config.root>/registry.db` into the (empty) PostgreSQL database of
+/// `config.database`. The root's lock is held meanwhile, so no server changes the file.
+pub async fn metadata_to_postgres(config: &Config) -> anyhow::Result<Imported> {
+    if config.database.backend != DatabaseBackend::Postgres {
+        anyhow::bail!(
+            "the configuration must select the destination: database.backend: postgres with database.url"
+        );
+    }
+    let root = &config.root;
+    let db = root.join("registry.db");
+    if !db.is_file() {
+        anyhow::bail!(
+            "{} holds no registry database (no registry.db); --root names the registry to migrate",
+            root.display()
+        );
+    }
+    let _lock = FsBlobStore::open(root, false)
+        .with_context(|| format!("locking the registry in {}", root.display()))?;
+    let to = PostgresStore::connect(&config.database.url, 2)
+        .await
+        .with_context(|| format!("opening {}", redacted(&config.database.url)))?;
+    to.import_sqlite(&db)
+        .await
+        .with_context(|| format!("copying {} into PostgreSQL", db.display()))
 }
 
 /// Copies the blobs under `config.root` into the bucket of `config.storage.s3`, calling

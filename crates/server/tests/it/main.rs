@@ -9,6 +9,7 @@ mod access;
 mod base;
 mod blobs;
 mod catalogue;
+mod cluster;
 mod health;
 mod interop;
 mod interop_auth;

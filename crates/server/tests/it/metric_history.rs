@@ -78,6 +78,9 @@ fn close(actual: f64, expected: f64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_and_increase_over_http_agree_with_hand_computed_values() {
+    if crate::support::skip_on_several_nodes("the metric history") {
+        return;
+    }
     let root = tempfile::tempdir().expect("tempdir");
     let origin = t0();
     seed(root.path(), origin);
@@ -203,6 +206,9 @@ async fn bad_queries_get_prometheus_errors_that_say_what_is_wrong() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_history_samples_the_registry_and_survives_a_restart() {
+    if crate::support::skip_on_several_nodes("the metric history") {
+        return;
+    }
     let reg = TestRegistry::start_with(|c| c.metrics.history.interval_secs = 1).await;
     reg.push_image("team/app", "v1", b"layer").await;
     let pushed = r#"push_operations_total{repository_class="team",result="success"}"#;

@@ -39,6 +39,9 @@ fn get(m: &HashMap<String, f64>, key: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_figure_moves_when_its_operation_happens() {
+    if crate::support::skip_on_several_nodes("/metrics") {
+        return;
+    }
     let reg = TestRegistry::start().await;
     let before = scrape(&reg.http, &reg.url).await;
 
@@ -136,6 +139,9 @@ async fn every_figure_moves_when_its_operation_happens() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn only_administrators_read_metrics_and_sign_ins_are_counted() {
+    if crate::support::skip_on_several_nodes("/metrics") {
+        return;
+    }
     let reg = TestRegistry::start_with(|c| {
         c.auth.enabled = true;
         c.auth.admin.password = "admin-password".into();

@@ -85,6 +85,9 @@ async fn push_pull_delete(reg: &TestRegistry) -> agent_registry_oci::Digest {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn webhook_delivery_survives_a_receiver_that_is_down_for_a_while() {
+    if crate::support::skip_on_several_nodes("the notification queue") {
+        return;
+    }
     let port = free_port();
     let reg = TestRegistry::start_with(|c| c.notifications.webhooks = vec![hook(port, 60)]).await;
     let digest = push_pull_delete(&reg).await;
@@ -137,6 +140,9 @@ async fn webhook_delivery_survives_a_receiver_that_is_down_for_a_while() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn undeliverable_events_land_in_the_dead_letter_log() {
+    if crate::support::skip_on_several_nodes("the dead-letter log") {
+        return;
+    }
     let port = free_port();
     let reg = TestRegistry::start_with(|c| c.notifications.webhooks = vec![hook(port, 1)]).await;
     reg.push_image("team/lost", "v1", b"layer").await;
@@ -192,6 +198,9 @@ fn uuid_like() -> u128 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_nats_server_that_is_down_delays_nothing_and_its_events_are_dead_lettered() {
+    if crate::support::skip_on_several_nodes("the dead-letter log") {
+        return;
+    }
     let port = free_port();
     let reg = TestRegistry::start_with(|c| {
         c.notifications.nats = Some(NatsConfig {

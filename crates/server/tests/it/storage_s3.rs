@@ -2,7 +2,7 @@
 //! blob GETs to presigned URLs, and migrating a filesystem registry's blobs into a bucket.
 
 use agent_registry_server::Config;
-use agent_registry_server::config::{S3StorageConfig, StorageBackend};
+use agent_registry_server::config::{DatabaseConfig, S3StorageConfig, StorageBackend};
 use agent_registry_storage::BlobStore;
 use agent_registry_storage::s3_server::S3Server;
 use reqwest::StatusCode;
@@ -112,9 +112,13 @@ async fn chunked_uploads_commit_into_the_bucket() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the s3s-fs S3 server: run scripts/test"]
 async fn migrate_moves_a_filesystem_registry_into_s3_byte_for_byte() {
+    if crate::support::skip_on_several_nodes("migrating a single node's files") {
+        return;
+    }
     let on_disk = |c: &mut Config| {
         c.storage.backend = StorageBackend::Filesystem;
         c.storage.s3 = None;
+        c.database = DatabaseConfig::default();
     };
     let reg = TestRegistry::start_with(on_disk).await;
     let (manifest, _) = reg.push_image("moving/app", "v1", b"layer").await;
@@ -167,6 +171,7 @@ async fn migrate_moves_a_filesystem_registry_into_s3_byte_for_byte() {
     let reg = TestRegistry::start_on(dir, |c| {
         c.storage.backend = StorageBackend::S3;
         c.storage.s3 = Some(section.clone());
+        c.database = DatabaseConfig::default();
     })
     .await;
     let got = reg.get_manifest("moving/app", "v1").await;

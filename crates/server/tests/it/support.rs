@@ -16,7 +16,7 @@ pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list
 pub struct TestRegistry {
     pub url: String,
     pub http: reqwest::Client,
-    server: TestServer,
+    server: std::sync::Arc<TestServer>,
 }
 
 impl TestRegistry {
@@ -32,9 +32,27 @@ impl TestRegistry {
     fn wrap(server: TestServer) -> TestRegistry {
         TestRegistry {
             url: server.url.clone(),
-            http: reqwest::Client::new(),
-            server,
+            http: client_with(None),
+            server: std::sync::Arc::new(server),
         }
+    }
+
+    /// Starts `nodes` nodes sharing a bucket and a database (see `TestServer::start_cluster`).
+    pub async fn start_cluster(nodes: usize) -> TestRegistry {
+        Self::wrap(TestServer::start_cluster(nodes, |_| {}).await)
+    }
+
+    /// The same registry through node `i` alone (0 is the first).
+    pub fn node(&self, i: usize) -> TestRegistry {
+        TestRegistry {
+            url: self.server.node_urls()[i].clone(),
+            http: self.http.clone(),
+            server: self.server.clone(),
+        }
+    }
+
+    fn server(self) -> TestServer {
+        std::sync::Arc::into_inner(self.server).expect("no node views of this registry left")
     }
 
     pub fn root(&self) -> &std::path::Path {
@@ -53,12 +71,12 @@ impl TestRegistry {
 
     /// Stops the server gracefully and hands back the directory it served.
     pub async fn stop(self) -> tempfile::TempDir {
-        self.server.stop().await
+        self.server().stop().await
     }
 
     /// Stops the server gracefully and starts a new one over the same storage.
     pub async fn restart(self) -> TestRegistry {
-        Self::wrap(self.server.restart().await)
+        Self::wrap(self.server().restart().await)
     }
 
     /// From now on, the helpers send `authorization` with every request.
@@ -188,6 +206,25 @@ pub async fn spawn_binary(
     panic!("agent-registry did not start");
 }
 
+/// Whether this run serves every test registry from several nodes
+/// (`AGENT_REGISTRY_TEST_NODES`); a test of what each node keeps for itself (its metrics, its
+/// rate limits, its files) says so and stands aside then.
+pub fn skip_on_several_nodes(what: &str) -> bool {
+    let several = agent_registry_server::testing::nodes_from_env() > 1;
+    if several {
+        eprintln!("skipped on several nodes: {what} is per node");
+    }
+    several
+}
+
+/// Waits out the second within which other nodes see a revocation made on one (a node checks
+/// the store's access version at most once a second; grants count everywhere at once).
+pub async fn revocations_reach_every_node() {
+    if agent_registry_server::testing::nodes_from_env() > 1 {
+        tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    }
+}
+
 /// An HTTP client that sends `authorization` (if any) with every request.
 pub fn client_with(authorization: Option<&str>) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -197,10 +234,15 @@ pub fn client_with(authorization: Option<&str>) -> reqwest::Client {
             a.parse().expect("header value"),
         );
     }
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .expect("client")
+    let builder = reqwest::Client::builder().default_headers(headers);
+    // Against several nodes, a connection per request: the proxy in front of them hands
+    // each connection to the next node, so every request of a test moves on.
+    let builder = if agent_registry_server::testing::nodes_from_env() > 1 {
+        builder.pool_max_idle_per_host(0)
+    } else {
+        builder
+    };
+    builder.build().expect("client")
 }
 
 /// `Basic base64(user:password)`.

@@ -189,6 +189,7 @@ async fn accounts_tokens_and_permissions_are_managed_over_the_api() {
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
+    crate::support::revocations_reach_every_node().await;
     let (status, _) = api(&reg, reqwest::Method::GET, "auth/whoami", &alice, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = api(
