@@ -150,7 +150,11 @@ impl Registry {
         let hasher = match digest.algorithm() {
             Algorithm::Sha256 => self.take_hasher(id, &mut state, size).await?,
             other => {
-                hash_stream(Hasher::new(other), self.inner.blobs.read_upload(id).await?).await?
+                hash_stream(
+                    Hasher::new(other),
+                    self.inner.blobs.read_upload(id, 0).await?,
+                )
+                .await?
             }
         };
         let actual = hasher.finish();
@@ -246,6 +250,13 @@ impl Registry {
         let records = self.inner.meta.list_uploads().await?;
         let known: std::collections::HashSet<&str> =
             records.iter().map(|r| r.id.as_str()).collect();
+        // Uploads finished or cancelled through other nodes leave their hash state here; a
+        // request already holding one keeps it, and a later one rebuilds it.
+        self.inner
+            .uploads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|id, _| known.contains(id.as_str()));
         let mut purged = 0;
         for id in files.iter().filter(|id| !known.contains(id.as_str())) {
             self.inner.blobs.abort_upload(id).await?;
@@ -294,18 +305,17 @@ impl Registry {
     /// Takes the hash of the first `size` bytes of the upload out of `state`, rebuilding it
     /// from storage if it is missing or stale. `state` holds no hash until the caller puts back
     /// one that matches storage again, so a failure in between can never leave a wrong one.
+    /// The hash of the upload's `size` bytes so far: the one in memory, caught up with what
+    /// other nodes appended since this one last saw the upload (bytes already written never
+    /// change), or rebuilt from the start.
     async fn take_hasher(&self, id: &str, state: &mut HashState, size: u64) -> Result<Hasher> {
-        match state.hasher.take() {
-            Some(h) if state.offset == size => Ok(h),
-            _ => {
-                debug!(id, "rebuilding upload hash state from storage");
-                hash_stream(
-                    Hasher::new(Algorithm::Sha256),
-                    self.inner.blobs.read_upload(id).await?,
-                )
-                .await
-            }
-        }
+        let (hasher, from) = match state.hasher.take() {
+            Some(h) if state.offset == size => return Ok(h),
+            Some(h) if state.offset < size => (h, state.offset),
+            _ => (Hasher::new(Algorithm::Sha256), 0),
+        };
+        debug!(id, from, size, "catching the upload's hash up from storage");
+        hash_stream(hasher, self.inner.blobs.read_upload(id, from).await?).await
     }
 
     async fn append_locked(

@@ -209,13 +209,13 @@ impl BlobStore for FsBlobStore {
         Ok(Box::new(FsUploadWriter::spawn(file, at, self.fsync)))
     }
 
-    async fn read_upload(&self, id: &str) -> Result<ByteStream> {
+    async fn read_upload(&self, id: &str, from: u64) -> Result<ByteStream> {
         let file = self.open_upload(id, OpenOptions::new().read(true))?;
         let len = file
             .metadata()
             .map_err(|e| StorageError::io("reading an upload", e))?
             .len();
-        Ok(stream_file(file, 0..len))
+        Ok(stream_file(file, from.min(len)..len))
     }
 
     async fn commit_upload(&self, id: &str, digest: &Digest) -> Result<()> {

@@ -127,8 +127,9 @@ pub trait BlobStore: Send + Sync + 'static {
     /// cannot for an append larger than one multipart part (see `s3.rs`).
     async fn append(&self, id: &str, at: u64) -> Result<Box<dyn UploadWriter>>;
 
-    /// Streams the upload's bytes so far (used to rebuild hash state after a restart).
-    async fn read_upload(&self, id: &str) -> Result<ByteStream>;
+    /// Streams the upload's bytes from offset `from` to its end so far (to rebuild or catch up
+    /// a hash state after a restart, or after other nodes appended).
+    async fn read_upload(&self, id: &str, from: u64) -> Result<ByteStream>;
 
     /// Makes the upload durable and visible as blob `digest`, atomically, and removes the
     /// upload. The caller has verified the digest. If the blob already exists, the upload is
