@@ -5,7 +5,7 @@
 use agent_registry_oci::catalogue::{AgentInfo, SearchHit, format_rfc3339, human_size};
 use agent_registry_oci::{RepoName, version};
 
-use crate::{Listing, MetadataError, Result};
+use crate::{Listing, MetadataError, Result, TagRecord};
 
 /// A tag as the catalogue weighs it: name, digest, when it last moved.
 pub(crate) type TagRow = (String, String, i64);
@@ -72,6 +72,18 @@ pub(crate) fn terms(text: &str) -> Vec<Term> {
             prefix: w.chars().count() >= 3,
         })
         .collect()
+}
+
+/// An agent's tags as its page lists them, newest version first, and the digest of the one it
+/// shows (`tag`).
+pub(crate) fn versions(mut tags: Vec<TagRecord>, tag: &str) -> (Vec<TagRecord>, String) {
+    tags.sort_by(|a, b| version::newest_first(&a.tag, &b.tag));
+    let digest = tags
+        .iter()
+        .find(|t| t.tag == tag)
+        .map(|t| t.digest.to_string())
+        .unwrap_or_default();
+    (tags, digest)
 }
 
 /// Whether `text` could be part of a repository name (so a name match is worth trying).

@@ -208,6 +208,21 @@ pub struct Page {
     pub more: bool,
 }
 
+impl Page {
+    /// How many rows a backend reads for a page of `n`: one more, to learn whether another
+    /// page exists.
+    fn rows_for(n: usize) -> i64 {
+        i64::try_from(n).unwrap_or(i64::MAX - 1) + 1
+    }
+
+    /// The page of `n` from the rows read for it ([`Page::rows_for`]).
+    fn of(mut items: Vec<String>, n: usize) -> Page {
+        let more = items.len() > n;
+        items.truncate(n);
+        Page { items, more }
+    }
+}
+
 /// Held while a blob's bytes must not be deleted under a commit or a mount (shared), or while
 /// they are being deleted (exclusive), on every node sharing the metadata; released when
 /// dropped.

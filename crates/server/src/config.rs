@@ -872,6 +872,42 @@ mod tests {
     }
 
     #[test]
+    fn postgres_is_read_checked_and_keeps_its_password() {
+        let c = Config::from_yaml(
+            "database: { backend: postgres, url: 'postgres://reg:hush@db:5432/registry', max_connections: 4 }",
+        )
+        .expect("parses");
+        c.check().expect("complete");
+        assert_eq!(c.database.max_connections, 4);
+        let shown = serde_yaml_ng::to_string(&c).expect("serializes");
+        assert!(
+            !shown.contains("hush") && shown.contains("postgres://reg:***@db:5432/registry"),
+            "{shown}"
+        );
+        assert!(!format!("{c:?}").contains("hush"));
+
+        let e = Config::from_yaml("database: { backend: postgres }")
+            .expect("yaml")
+            .check()
+            .expect_err("no url");
+        assert!(e.to_string().contains("database.url"), "{e}");
+
+        let mut c = Config::default();
+        c.apply_env(|k| match k {
+            "AGENT_REGISTRY_DATABASE" => Some("postgres".into()),
+            "AGENT_REGISTRY_DATABASE_URL" => Some("host=db dbname=registry".into()),
+            _ => None,
+        })
+        .expect("applies");
+        assert_eq!(c.database.backend, DatabaseBackend::Postgres);
+        assert_eq!(c.database.url, "host=db dbname=registry");
+        let e = Config::default()
+            .apply_env(|k| (k == "AGENT_REGISTRY_DATABASE").then(|| "mysql".into()))
+            .expect_err("unknown backend");
+        assert!(format!("{e:#}").contains("sqlite or postgres"), "{e:#}");
+    }
+
+    #[test]
     fn empty_file_means_defaults() {
         assert_eq!(Config::from_yaml("").expect("parses"), Config::default());
     }

@@ -2,11 +2,10 @@
 //! shared secrets. Triggers in the schema move `access_version` on every policy change.
 
 use agent_registry_oci::{RepoName, RepoPattern};
-use tokio_postgres::IsolationLevel;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::{PostgresStore, begin, db_err, exec, lock_catalogue, now, parse, row, rows};
+use super::{PostgresStore, begin, db_err, exec, lock_catalogue, now, parse, row, rows, snapshot};
 use crate::access::{
     AccessEvent, AccessLogQuery, AccessStore, GrantRecord, PolicyRecords, PrincipalKind,
     PrincipalRecord, TokenKind, TokenRecord,
@@ -236,13 +235,7 @@ impl AccessStore for PostgresStore {
         let doing = "reading the access policy";
         let mut c = self.client().await?;
         // One snapshot, so the version belongs to the rows read with it.
-        let tx = c
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(db_err(doing))?;
+        let tx = snapshot(&mut c, doing).await?;
         let version = row(&tx, doing, "SELECT version FROM access_version", &[])
             .await?
             .map_or(0, |r| r.get(0));

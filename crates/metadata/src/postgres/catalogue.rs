@@ -6,15 +6,14 @@
 //! holds the catalogue lock ([`super::lock_catalogue`]), so nodes take turns; a repository
 //! marked again while one works keeps its mark (`marked` moved) for the next.
 
+use agent_registry_oci::RepoName;
 use agent_registry_oci::catalogue::{self, AgentInfo, SearchHit};
-use agent_registry_oci::{RepoName, version};
 use deadpool_postgres::{Client, GenericClient, Transaction};
-use tokio_postgres::IsolationLevel;
 
-use super::{db_err, exec, lock_catalogue, now, parse, row, rows, size};
+use super::{db_err, exec, lock_catalogue, now, parse, row, rows, size, snapshot};
 use crate::catalogue_index::{CatalogueIndex, Change, Entry, TextMatch};
 use crate::catalogue_rows::{
-    TagRow, decode, display_tag, encode, hit_of, name_like, tag_names, terms, words,
+    TagRow, decode, display_tag, encode, hit_of, name_like, tag_names, terms, versions, words,
 };
 use crate::{AgentRecord, Listing, MetadataError, Result, Search, SearchPage, TagRecord};
 
@@ -254,13 +253,7 @@ pub(super) async fn version(c: &impl GenericClient) -> Result<i64> {
 /// read from one snapshot.
 pub(super) async fn changes(client: &mut Client, from: Option<i64>) -> Result<(i64, Vec<Change>)> {
     let doing = "loading the catalogue index";
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(db_err(doing))?;
+    let tx = snapshot(client, doing).await?;
     let version = version(&tx).await?;
     let changed = rows(
         &tx,
@@ -457,7 +450,7 @@ pub(super) async fn agent(c: &impl GenericClient, repo: &RepoName) -> Result<Opt
     let Some(tag) = r.get::<_, Option<String>>(0) else {
         return Ok(None);
     };
-    let mut tags = rows(
+    let tags = rows(
         c,
         doing,
         "SELECT t.name, t.digest, COALESCE(l.size, m.size), t.updated_at, t.pushed_by FROM tags t
@@ -478,12 +471,7 @@ pub(super) async fn agent(c: &impl GenericClient, repo: &RepoName) -> Result<Opt
         })
     })
     .collect::<Result<Vec<_>>>()?;
-    tags.sort_by(|a, b| version::newest_first(&a.tag, &b.tag));
-    let digest = tags
-        .iter()
-        .find(|t| t.tag == tag)
-        .map(|t| t.digest.to_string())
-        .unwrap_or_default();
+    let (tags, digest) = versions(tags, &tag);
     Ok(Some(AgentRecord {
         name: repo.clone(),
         listing: listing_of(c, repo, &digest).await?,

@@ -265,6 +265,18 @@ pub fn redacted(url: &str) -> String {
         .join(" ")
 }
 
+/// A read-only transaction on one snapshot, for reads that must agree with each other (a
+/// version and the rows it numbers).
+async fn snapshot<'a>(client: &'a mut Client, doing: &'static str) -> Result<Transaction<'a>> {
+    client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(db_err(doing))
+}
+
 /// The URL's parts a log may show: never the password.
 fn shown(config: &tokio_postgres::Config) -> String {
     let hosts: Vec<String> = config
@@ -352,17 +364,6 @@ async fn refuse_if_referenced(
         }),
         None => Ok(()),
     }
-}
-
-fn page(mut items: Vec<String>, n: usize) -> Page {
-    let more = items.len() > n;
-    items.truncate(n);
-    Page { items, more }
-}
-
-fn limit(n: usize) -> i64 {
-    // One more than asked, to learn whether another page exists.
-    i64::try_from(n).unwrap_or(i64::MAX - 1) + 1
 }
 
 fn upload_of(r: &Row) -> Result<UploadRecord> {
@@ -796,13 +797,13 @@ impl MetadataStore for PostgresStore {
             &c,
             "listing tags",
             "SELECT name FROM tags WHERE repo = $1 AND name > $2 ORDER BY name LIMIT $3",
-            &[&repo.as_str(), &last.unwrap_or(""), &limit(n)],
+            &[&repo.as_str(), &last.unwrap_or(""), &Page::rows_for(n)],
         )
         .await?
         .iter()
         .map(|r| r.get(0))
         .collect();
-        Ok(Some(page(items, n)))
+        Ok(Some(Page::of(items, n)))
     }
 
     async fn list_repositories(&self, last: Option<&str>, n: usize) -> Result<Page> {
@@ -811,13 +812,13 @@ impl MetadataStore for PostgresStore {
             &c,
             "listing repositories",
             "SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2",
-            &[&last.unwrap_or(""), &limit(n)],
+            &[&last.unwrap_or(""), &Page::rows_for(n)],
         )
         .await?
         .iter()
         .map(|r| r.get(0))
         .collect();
-        Ok(page(items, n))
+        Ok(Page::of(items, n))
     }
 
     async fn referrers(

@@ -9,14 +9,14 @@
 //! Searches run over the in-memory [`CatalogueIndex`]; [`sync`] feeds it the `agents` rows
 //! whose `changed` number (set by the triggers of migration 4) is past its version.
 
+use agent_registry_oci::RepoName;
 use agent_registry_oci::catalogue::{self, AgentInfo, SearchHit};
-use agent_registry_oci::{RepoName, version};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{bad_value, db_err, now, parse_digest, parse_repo};
 use crate::catalogue_index::{CatalogueIndex, Change, Entry, TextMatch};
 use crate::catalogue_rows::{
-    TagRow, decode, display_tag, encode, hit_of, name_like, tag_names, terms, words,
+    TagRow, decode, display_tag, encode, hit_of, name_like, tag_names, terms, versions, words,
 };
 use crate::{AgentRecord, Listing, Result, Search, SearchPage, TagRecord};
 
@@ -454,7 +454,7 @@ pub(super) fn agent(c: &Connection, repo: &RepoName) -> Result<Option<AgentRecor
     let Some((Some(tag), downloads, rating_sum, rating_count)) = row else {
         return Ok(None);
     };
-    let mut tags = c
+    let tags = c
         .prepare_cached(
             "SELECT t.name, t.digest, COALESCE(l.size, m.size), t.updated_at, t.pushed_by FROM tags t
              JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest
@@ -474,12 +474,7 @@ pub(super) fn agent(c: &Connection, repo: &RepoName) -> Result<Option<AgentRecor
             .collect::<rusqlite::Result<Vec<_>>>()
         })
         .map_err(err())?;
-    tags.sort_by(|a, b| version::newest_first(&a.tag, &b.tag));
-    let digest = tags
-        .iter()
-        .find(|t| t.tag == tag)
-        .map(|t| t.digest.to_string())
-        .unwrap_or_default();
+    let (tags, digest) = versions(tags, &tag);
     Ok(Some(AgentRecord {
         name: repo.clone(),
         listing: listing_of(c, repo, &digest)?,

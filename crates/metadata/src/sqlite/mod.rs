@@ -232,17 +232,6 @@ fn remove_upload(tx: &Connection, id: &str) -> Result<()> {
     Ok(())
 }
 
-fn page(mut items: Vec<String>, n: usize) -> Page {
-    let more = items.len() > n;
-    items.truncate(n);
-    Page { items, more }
-}
-
-fn limit(n: usize) -> i64 {
-    // One more than asked, to learn whether another page exists.
-    i64::try_from(n).unwrap_or(i64::MAX - 1) + 1
-}
-
 #[async_trait::async_trait]
 impl MetadataStore for SqliteStore {
     async fn guard_blob(&self, _digest: &Digest, exclusive: bool) -> Result<BlobGuard> {
@@ -552,11 +541,11 @@ impl MetadataStore for SqliteStore {
                     "SELECT name FROM tags WHERE repo = ?1 AND name > ?2 ORDER BY name LIMIT ?3",
                 )
                 .and_then(|mut s| {
-                    s.query_map(params![repo, last, limit(n)], |r| r.get(0))?
+                    s.query_map(params![repo, last, Page::rows_for(n)], |r| r.get(0))?
                         .collect::<rusqlite::Result<Vec<String>>>()
                 })
                 .map_err(db_err("listing tags"))?;
-            Ok(Some(page(items, n)))
+            Ok(Some(Page::of(items, n)))
         })
     }
 
@@ -568,11 +557,11 @@ impl MetadataStore for SqliteStore {
                     "SELECT name FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2",
                 )
                 .and_then(|mut s| {
-                    s.query_map(params![last, limit(n)], |r| r.get(0))?
+                    s.query_map(params![last, Page::rows_for(n)], |r| r.get(0))?
                         .collect::<rusqlite::Result<Vec<String>>>()
                 })
                 .map_err(db_err("listing repositories"))?;
-            Ok(page(items, n))
+            Ok(Page::of(items, n))
         })
     }
 

@@ -12,7 +12,9 @@ use agent_registry_storage::s3_server::S3Server;
 use bytes::Bytes;
 use reqwest::StatusCode;
 
-use crate::support::{OCI_MANIFEST, TestRegistry, header, image_manifest, sha256};
+use crate::support::{
+    OCI_MANIFEST, TestRegistry, header, image_manifest, migrate, scale_out_config, sha256,
+};
 
 /// Sends one PATCH of `part` at `from` to the upload at `location` on `reg`; returns the next
 /// location.
@@ -207,19 +209,7 @@ async fn an_upload_outlives_the_node_killed_in_the_middle_of_it() {
     let section = S3StorageConfig::from(s3.bucket("cluster"));
     let db = TestDatabase::create().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("cluster.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "storage:\n  fsync: false\n  backend: s3\n  s3: {{ bucket: {}, endpoint: '{}', access_key_id: {}, secret_access_key: {} }}\ndatabase: {{ backend: postgres, url: '{}', max_connections: 4 }}\n",
-            section.bucket,
-            section.endpoint.as_deref().unwrap_or_default(),
-            section.access_key_id,
-            section.secret_access_key,
-            db.url,
-        ),
-    )
-    .expect("config");
+    let config = scale_out_config(dir.path(), "cluster.yaml", &section, Some(&db.url), "");
     let mut nodes = Vec::new();
     for i in 0..3 {
         let root = dir.path().join(format!("node{i}"));
@@ -338,29 +328,14 @@ async fn migrate_moves_a_single_node_registry_onto_s3_and_postgres() {
     let s3 = S3Server::start();
     let section = S3StorageConfig::from(s3.bucket("migrated"));
     let db = TestDatabase::create().await;
-    let config = dir.path().join("scale-out.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "storage:\n  fsync: false\n  backend: s3\n  s3: {{ bucket: {}, endpoint: '{}', access_key_id: {}, secret_access_key: {} }}\ndatabase: {{ backend: postgres, url: '{}', max_connections: 4 }}\nauth: {{ enabled: true }}\n",
-            section.bucket,
-            section.endpoint.as_deref().unwrap_or_default(),
-            section.access_key_id,
-            section.secret_access_key,
-            db.url,
-        ),
-    )
-    .expect("config");
-    let migrate = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_agent-registry"))
-            .arg("migrate")
-            .arg("--config")
-            .arg(&config)
-            .arg("--root")
-            .arg(dir.path())
-            .output()
-            .expect("run agent-registry migrate")
-    };
+    let config = scale_out_config(
+        dir.path(),
+        "scale-out.yaml",
+        &section,
+        Some(&db.url),
+        "auth: { enabled: true }\n",
+    );
+    let migrate = || migrate(&config, dir.path());
     let first = migrate();
     let said = String::from_utf8_lossy(&first.stdout);
     assert!(

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use reqwest::redirect::Policy;
 
 use crate::interop::registry_on_s3;
-use crate::support::{TestRegistry, assert_error, header, sha256};
+use crate::support::{TestRegistry, assert_error, header, migrate, scale_out_config, sha256};
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the s3s-fs S3 server: run scripts/test"]
@@ -128,29 +128,9 @@ async fn migrate_moves_a_filesystem_registry_into_s3_byte_for_byte() {
 
     let s3 = S3Server::start();
     let bucket = s3.bucket("migrated");
-    let config = dir.path().join("s3.yaml");
     let section = S3StorageConfig::from(bucket.clone());
-    std::fs::write(
-        &config,
-        format!(
-            "storage:\n  backend: s3\n  s3: {{ bucket: {}, endpoint: '{}', access_key_id: {}, secret_access_key: {} }}\n",
-            section.bucket,
-            section.endpoint.as_deref().unwrap_or_default(),
-            section.access_key_id,
-            section.secret_access_key,
-        ),
-    )
-    .expect("config");
-    let migrate = |root: &std::path::Path| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_agent-registry"))
-            .arg("migrate")
-            .arg("--config")
-            .arg(&config)
-            .arg("--root")
-            .arg(root)
-            .output()
-            .expect("run agent-registry migrate")
-    };
+    let config = scale_out_config(dir.path(), "s3.yaml", &section, None, "");
+    let migrate = |root: &std::path::Path| migrate(&config, root);
     let first = migrate(dir.path());
     let said = String::from_utf8_lossy(&first.stdout);
     assert!(

@@ -206,6 +206,45 @@ pub async fn spawn_binary(
     panic!("agent-registry did not start");
 }
 
+/// Writes `name` in `dir`: a configuration for a registry with its blobs in `bucket` and,
+/// given a PostgreSQL URL, its metadata in `database`, plus `extra` YAML; returns its path.
+pub fn scale_out_config(
+    dir: &std::path::Path,
+    name: &str,
+    bucket: &agent_registry_server::config::S3StorageConfig,
+    database: Option<&str>,
+    extra: &str,
+) -> std::path::PathBuf {
+    let mut yaml = format!(
+        "storage:\n  fsync: false\n  backend: s3\n  s3: {{ bucket: {}, endpoint: '{}', access_key_id: {}, secret_access_key: {} }}\n",
+        bucket.bucket,
+        bucket.endpoint.as_deref().unwrap_or_default(),
+        bucket.access_key_id,
+        bucket.secret_access_key,
+    );
+    if let Some(url) = database {
+        yaml.push_str(&format!(
+            "database: {{ backend: postgres, url: '{url}', max_connections: 4 }}\n"
+        ));
+    }
+    yaml.push_str(extra);
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).expect("write the configuration");
+    path
+}
+
+/// Runs `agent-registry migrate --config CONFIG --root ROOT` to the end.
+pub fn migrate(config: &std::path::Path, root: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_agent-registry"))
+        .arg("migrate")
+        .arg("--config")
+        .arg(config)
+        .arg("--root")
+        .arg(root)
+        .output()
+        .expect("run agent-registry migrate")
+}
+
 /// Whether this run serves every test registry from several nodes
 /// (`AGENT_REGISTRY_TEST_NODES`); a test of what each node keeps for itself (its metrics, its
 /// rate limits, its files) says so and stands aside then.
