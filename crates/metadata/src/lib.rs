@@ -57,6 +57,10 @@ pub enum MetadataError {
     /// The disk (or quota) holding the database is full: the write did not happen.
     #[error("metadata database has no space left while {doing}: {cause}")]
     Full { doing: &'static str, cause: String },
+    /// The database cannot take the request now (unreachable, restarting, or out of
+    /// connections): nothing happened, and the same request may succeed in a moment.
+    #[error("metadata database unavailable while {doing}: {cause}")]
+    Unavailable { doing: &'static str, cause: String },
 }
 
 impl MetadataError {

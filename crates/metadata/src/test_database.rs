@@ -9,6 +9,7 @@ const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub struct TestDatabase {
     /// Connects to the new database.
     pub url: String,
+    config: tokio_postgres::Config,
     name: String,
     admin: String,
 }
@@ -44,9 +45,34 @@ impl TestDatabase {
         config.dbname(&name);
         TestDatabase {
             url: url_of(&config),
+            config,
             name,
             admin: admin_url,
         }
+    }
+
+    /// The server's `host:port`.
+    pub fn address(&self) -> String {
+        let host = match self.config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "127.0.0.1".into(),
+        };
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        format!("{host}:{port}")
+    }
+
+    /// The URL of this database reached through `via` (a proxy on a loopback port).
+    pub fn url_via(&self, via: std::net::SocketAddr) -> String {
+        let mut through = tokio_postgres::Config::new();
+        through.host(via.ip().to_string()).port(via.port());
+        if let Some(user) = self.config.get_user() {
+            through.user(user);
+        }
+        if let Some(password) = self.config.get_password() {
+            through.password(password);
+        }
+        through.dbname(&self.name);
+        url_of(&through)
     }
 }
 

@@ -65,6 +65,9 @@ pub enum Error {
     /// A request body that stalled or broke off.
     #[error("request body failed: {0}")]
     BodyFailed(String),
+    /// The metadata database cannot take the request now (HTTP 503); the cause is logged.
+    #[error("the registry's database is unavailable (overloaded or restarting); try again shortly")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -91,7 +94,9 @@ impl Error {
             Error::PaginationInvalid(_) => ErrorCode::PaginationNumberInvalid,
             Error::ParameterInvalid(_) => ErrorCode::ParameterInvalid,
             Error::Denied(_) => ErrorCode::Denied,
-            Error::StorageFull(_) | Error::Internal(_) => ErrorCode::Unknown,
+            Error::StorageFull(_) | Error::Unavailable(_) | Error::Internal(_) => {
+                ErrorCode::Unknown
+            }
         }
     }
 
@@ -102,6 +107,7 @@ impl Error {
             Error::TooLarge { .. } => 413,
             Error::StillReferenced(_) => 409,
             Error::StorageFull(_) => 507,
+            Error::Unavailable(_) => 503,
             _ => self.code().status(),
         }
     }
@@ -130,6 +136,7 @@ impl From<MetadataError> for Error {
             MetadataError::StillReferenced { .. } => Error::StillReferenced(e.to_string()),
             MetadataError::Full { .. } => Error::StorageFull(e.to_string()),
             MetadataError::TagImmutable { .. } => Error::Denied(e.to_string()),
+            MetadataError::Unavailable { .. } => Error::Unavailable(e.to_string()),
             MetadataError::Backend { .. } => Error::Internal(e.to_string()),
         }
     }

@@ -68,12 +68,26 @@ impl ApiError {
         }
         self
     }
+
+    /// The database cannot take the request now: 503 with a `Retry-After`, the cause logged.
+    pub fn unavailable(cause: impl std::fmt::Display) -> ApiError {
+        tracing::warn!(error = %cause, "request refused: the database is unavailable");
+        ApiError::new(
+            ErrorCode::Unknown,
+            Error::Unavailable(String::new()).to_string(),
+        )
+        .with_status(StatusCode::SERVICE_UNAVAILABLE)
+        .with_header(axum::http::header::RETRY_AFTER, "1")
+    }
 }
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
         if e.is_internal() {
             return ApiError::internal(e);
+        }
+        if let Error::Unavailable(cause) = &e {
+            return ApiError::unavailable(cause);
         }
         let detail = match &e {
             Error::NameUnknown(name) => Some(serde_json::json!({ "name": name.as_str() })),
@@ -143,6 +157,9 @@ impl From<agent_registry_access::AccessError> for ApiError {
             E::Exists(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
             E::Unauthenticated(_) => ApiError::new(ErrorCode::Unauthorized, e.to_string()),
             E::Throttled(wait) => crate::auth::too_many(wait, &e.to_string()),
+            E::Store(agent_registry_metadata::MetadataError::Unavailable { .. }) => {
+                ApiError::unavailable(e)
+            }
             E::Store(_) | E::Internal(_) => ApiError::internal(e),
         }
     }

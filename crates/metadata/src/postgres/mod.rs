@@ -68,14 +68,28 @@ fn poisoned() -> MetadataError {
 /// SQLSTATE 53100: the disk holding the database is full.
 const DISK_FULL: &str = "53100";
 
+/// Whether SQLSTATE `code` says the server cannot take work now rather than that the work
+/// was wrong: a connection exception (08), insufficient resources such as too many
+/// connections (53), or a server shutting down or starting (57P01-57P03).
+fn unavailable(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("53") || matches!(code, "57P01" | "57P02" | "57P03")
+}
+
 pub(crate) fn db_err(doing: &'static str) -> impl Fn(tokio_postgres::Error) -> MetadataError {
     move |e| {
-        let cause = match e.as_db_error() {
-            Some(db) => format!("{}: {}", db.code().code(), db.message()),
-            None => e.to_string(),
+        let Some(db) = e.as_db_error() else {
+            // No answer from the server at all: it is unreachable or the connection broke.
+            return MetadataError::Unavailable {
+                doing,
+                cause: e.to_string(),
+            };
         };
-        if e.code().is_some_and(|c| c.code() == DISK_FULL) {
+        let code = db.code().code();
+        let cause = format!("{code}: {}", db.message());
+        if code == DISK_FULL {
             MetadataError::Full { doing, cause }
+        } else if unavailable(code) {
+            MetadataError::Unavailable { doing, cause }
         } else {
             MetadataError::Backend { doing, cause }
         }
@@ -85,6 +99,12 @@ pub(crate) fn db_err(doing: &'static str) -> impl Fn(tokio_postgres::Error) -> M
 fn pool_err(doing: &'static str) -> impl Fn(deadpool_postgres::PoolError) -> MetadataError {
     move |e| match e {
         deadpool_postgres::PoolError::Backend(e) => db_err(doing)(e),
+        deadpool_postgres::PoolError::Timeout(_) | deadpool_postgres::PoolError::Closed => {
+            MetadataError::Unavailable {
+                doing,
+                cause: e.to_string(),
+            }
+        }
         other => MetadataError::backend(doing, other),
     }
 }

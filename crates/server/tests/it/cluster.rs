@@ -410,3 +410,91 @@ async fn migrate_moves_a_single_node_registry_onto_s3_and_postgres() {
         assert_eq!(got.bytes().await.expect("body"), big);
     }
 }
+
+/// A TCP forwarder to `target` that can cut every connection and refuse new ones, and then
+/// take them again on the same port: a database that goes away and comes back.
+struct Cable {
+    addr: std::net::SocketAddr,
+    target: String,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Cable {
+    async fn connect(target: &str) -> Cable {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let mut cable = Cable {
+            addr: listener.local_addr().expect("addr"),
+            target: target.to_owned(),
+            task: None,
+        };
+        cable.serve(listener);
+        cable
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let target = self.target.clone();
+        self.task = Some(tokio::spawn(async move {
+            let mut links = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                let target = target.clone();
+                links.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Drops every connection through the cable and the listener with them.
+    async fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    async fn mend(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.addr)
+            .await
+            .expect("rebind");
+        self.serve(listener);
+    }
+}
+
+/// With its database gone, a node answers 503 with `Retry-After` (not a 500, not a hang) and
+/// says so in `/readyz`; when the database is back, the same requests succeed.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL: run scripts/test"]
+async fn a_node_whose_database_is_gone_answers_503_until_it_is_back() {
+    let db = TestDatabase::create().await;
+    let mut cable = Cable::connect(&db.address()).await;
+    let url = db.url_via(cable.addr);
+    let reg = TestRegistry::start_with(|c| {
+        c.database.backend = agent_registry_server::config::DatabaseBackend::Postgres;
+        c.database.url = url.clone();
+    })
+    .await;
+    let (manifest, _) = reg.push_image("team/steady", "v1", b"layer").await;
+
+    cable.cut().await;
+    let r = reg.get_manifest("team/steady", "v1").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header(&r, "retry-after"), Some("1"));
+    let body = r.text().await.expect("body");
+    assert!(body.contains("database is unavailable"), "{body}");
+    let ready = reg
+        .http
+        .get(format!("{}/readyz", reg.url))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    cable.mend().await;
+    let r = reg.get_manifest("team/steady", "v1").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.expect("body"), manifest);
+}
