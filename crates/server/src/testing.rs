@@ -160,18 +160,22 @@ impl TestServer {
             node.dir = Some(dir);
             first.others.push(node);
         }
+        first.balance().await;
+        first
+    }
+
+    /// Puts a round-robin proxy in front of every node and makes it [`TestServer::url`].
+    async fn balance(&mut self) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the proxy");
-        let proxy = format!("http://{}", listener.local_addr().expect("addr"));
-        let upstreams = first
+        self.url = format!("http://{}", listener.local_addr().expect("addr"));
+        let upstreams = self
             .node_urls()
             .iter()
             .map(|u| u.trim_start_matches("http://").to_owned())
             .collect();
-        first.proxy = Some(tokio::spawn(round_robin(listener, upstreams)));
-        first.url = proxy;
-        first
+        self.proxy = Some(tokio::spawn(round_robin(listener, upstreams)));
     }
 
     /// Every node's own URL (one, unless this is a cluster).
@@ -277,16 +281,7 @@ impl TestServer {
             for other in std::mem::take(&mut self.others) {
                 next.others.push(Box::pin(other.restart()).await);
             }
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind the proxy");
-            next.url = format!("http://{}", listener.local_addr().expect("addr"));
-            let upstreams = next
-                .node_urls()
-                .iter()
-                .map(|u| u.trim_start_matches("http://").to_owned())
-                .collect();
-            next.proxy = Some(tokio::spawn(round_robin(listener, upstreams)));
+            next.balance().await;
         }
         next
     }
