@@ -61,6 +61,19 @@ impl TestDatabase {
         format!("{host}:{port}")
     }
 
+    /// This database's URL without host or port (for a test to name its own).
+    pub fn url_via_host(&self) -> String {
+        let mut bare = tokio_postgres::Config::new();
+        if let Some(user) = self.config.get_user() {
+            bare.user(user);
+        }
+        if let Some(password) = self.config.get_password() {
+            bare.password(password);
+        }
+        bare.dbname(&self.name);
+        url_of(&bare)
+    }
+
     /// The URL of this database reached through `via` (a proxy on a loopback port).
     pub fn url_via(&self, via: std::net::SocketAddr) -> String {
         let mut through = tokio_postgres::Config::new();

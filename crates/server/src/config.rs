@@ -22,6 +22,7 @@
 //!   backend: sqlite                  # sqlite (registry.db under root) | postgres (many nodes)
 //!   url: postgres://registry:secret@db.example.com:5432/registry  # with backend: postgres
 //!   max_connections: 16              # this node's pool
+//!   ca_file: /etc/agent-registry/db-ca.pem  # trusted beside the system's, with sslmode=require
 //! limits:
 //!   manifest_max_bytes: 4194304
 //!   body_idle_timeout_secs: 60       # an upload body silent this long is abandoned
@@ -376,6 +377,9 @@ pub struct DatabaseConfig {
     pub url: String,
     /// Connections this node keeps open at most.
     pub max_connections: usize,
+    /// With `sslmode=require` in `url`: a PEM file of certificates to trust for the server,
+    /// beside the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -393,6 +397,7 @@ impl Default for DatabaseConfig {
             backend: DatabaseBackend::Sqlite,
             url: String::new(),
             max_connections: agent_registry_metadata::postgres::DEFAULT_CONNECTIONS,
+            ca_file: None,
         }
     }
 }
@@ -406,6 +411,7 @@ impl std::fmt::Debug for DatabaseConfig {
                 &agent_registry_metadata::postgres::redacted(&self.url),
             )
             .field("max_connections", &self.max_connections)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }

@@ -132,14 +132,18 @@ pub(crate) async fn open_metadata(
         }
         DatabaseBackend::Postgres => {
             let store = Arc::new(
-                PostgresStore::connect(&config.database.url, config.database.max_connections)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "opening metadata database {}",
-                            agent_registry_metadata::postgres::redacted(&config.database.url)
-                        )
-                    })?,
+                PostgresStore::connect_tls(
+                    &config.database.url,
+                    config.database.max_connections,
+                    config.database.ca_file.as_deref(),
+                )
+                .await
+                .with_context(|| {
+                    format!(
+                        "opening metadata database {}",
+                        agent_registry_metadata::postgres::redacted(&config.database.url)
+                    )
+                })?,
             );
             Ok((store.clone(), store))
         }

@@ -54,9 +54,10 @@ pub async fn metadata_to_postgres(config: &Config) -> anyhow::Result<Imported> {
     }
     let _lock = FsBlobStore::open(root, false)
         .with_context(|| format!("locking the registry in {}", root.display()))?;
-    let to = PostgresStore::connect(&config.database.url, 2)
-        .await
-        .with_context(|| format!("opening {}", redacted(&config.database.url)))?;
+    let to =
+        PostgresStore::connect_tls(&config.database.url, 2, config.database.ca_file.as_deref())
+            .await
+            .with_context(|| format!("opening {}", redacted(&config.database.url)))?;
     to.import_sqlite(&db)
         .await
         .with_context(|| format!("copying {} into PostgreSQL", db.display()))

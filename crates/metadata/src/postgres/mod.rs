@@ -26,6 +26,7 @@ use deadpool_postgres::{
 };
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 mod access;
 mod catalogue;
@@ -78,11 +79,15 @@ fn unavailable(code: &str) -> bool {
 pub(crate) fn db_err(doing: &'static str) -> impl Fn(tokio_postgres::Error) -> MetadataError {
     move |e| {
         let Some(db) = e.as_db_error() else {
-            // No answer from the server at all: it is unreachable or the connection broke.
-            return MetadataError::Unavailable {
-                doing,
-                cause: e.to_string(),
-            };
+            // No answer from the server at all: it is unreachable, the connection broke, or
+            // TLS failed (the causes say which).
+            let mut cause = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(inner) = source {
+                cause.push_str(&format!(": {inner}"));
+                source = inner.source();
+            }
+            return MetadataError::Unavailable { doing, cause };
         };
         let code = db.code().code();
         let cause = format!("{code}: {}", db.message());
@@ -178,17 +183,34 @@ impl PostgresStore {
     /// `host=... dbname=...` form), keeping at most `connections` open, and applies the
     /// schema migrations not yet run.
     pub async fn connect(url: &str, connections: usize) -> Result<PostgresStore> {
+        Self::connect_tls(url, connections, None).await
+    }
+
+    /// As [`PostgresStore::connect`]; with `sslmode=require` in `url` the connections use TLS,
+    /// and the server's certificate must chain to the system's roots or to a certificate in
+    /// `ca_file` (PEM). Without it (`prefer`, the default, or `disable`) they are plain TCP.
+    pub async fn connect_tls(
+        url: &str,
+        connections: usize,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<PostgresStore> {
         let config = tokio_postgres::Config::from_str(url)
             .map_err(|e| MetadataError::backend("reading the database URL", e))?;
         let shown = shown(&config);
+        let tls = match config.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Require => Some(tls_config(ca_file)?),
+            _ => None,
+        };
         let pool = |config: tokio_postgres::Config, size: usize| {
-            let manager = Manager::from_config(
-                config,
-                NoTls,
-                ManagerConfig {
-                    recycling_method: RecyclingMethod::Fast,
-                },
-            );
+            let recycling = ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            };
+            let manager = match &tls {
+                Some(tls) => {
+                    Manager::from_config(config, MakeRustlsConnect::new(tls.clone()), recycling)
+                }
+                None => Manager::from_config(config, NoTls, recycling),
+            };
             Pool::builder(manager)
                 .max_size(size.max(1))
                 .build()
@@ -283,6 +305,37 @@ pub fn redacted(url: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The TLS settings for `sslmode=require`: the system's trusted roots and those in `ca_file`.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig> {
+    let doing = "setting up TLS to the database";
+    let mut roots = rustls::RootCertStore::empty();
+    // Certificates the system store holds but rustls cannot parse are skipped, as browsers do.
+    let _ = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(path) = ca_file {
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
+            .map_err(|e| MetadataError::backend(doing, format!("{}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(MetadataError::backend(
+                doing,
+                format!("{} holds no PEM certificate", path.display()),
+            ));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| MetadataError::backend(doing, format!("{}: {e}", path.display())))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| MetadataError::backend(doing, e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// A read-only transaction on one snapshot, for reads that must agree with each other (a

@@ -377,3 +377,51 @@ async fn a_blob_being_deleted_on_one_node_holds_commits_of_it_on_another() {
         .expect("shared with shared")
         .expect("guard");
 }
+
+/// With `sslmode=require` the connection is TLS and the server's certificate is verified. The
+/// machine's PostgreSQL serves Debian's self-signed certificate for `localhost`, which the
+/// system trusts (it sits in /etc/ssl/certs): reached as `localhost` it is accepted; reached
+/// as 127.0.0.1, a name it does not carry, it is refused.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL with TLS on 127.0.0.1:5432: run scripts/test"]
+async fn sslmode_require_uses_tls_and_verifies_the_server() {
+    let db = TestDatabase::create().await;
+    let port = db.address().rsplit(':').next().unwrap_or("5432").to_owned();
+    let url = |host: &str| {
+        format!(
+            "{} host={host} port={port} sslmode=require",
+            db.url_via_host()
+        )
+    };
+
+    let store = PostgresStore::connect_tls(&url("localhost"), 2, None)
+        .await
+        .expect("TLS to a server whose certificate the system trusts");
+    let c = store.client().await.expect("client");
+    let on_tls: bool = c
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl")
+        .get(0);
+    assert!(on_tls);
+    crate::suite::publish_plain(&store, "tls/agent").await;
+
+    let refused = PostgresStore::connect_tls(&url("127.0.0.1"), 2, None).await;
+    let said = format!("{:?}", refused.as_ref().err());
+    assert!(
+        refused.is_err() && said.contains("certificate"),
+        "a certificate for another name is refused: {said}"
+    );
+
+    let missing = std::path::Path::new("/nonexistent/ca.pem");
+    let said = format!(
+        "{:?}",
+        PostgresStore::connect_tls(&url("localhost"), 2, Some(missing))
+            .await
+            .err()
+    );
+    assert!(said.contains("/nonexistent/ca.pem"), "{said}");
+}
