@@ -50,7 +50,7 @@ pub struct TestServer {
     task: Option<JoinHandle<anyhow::Result<()>>>,
     /// The other nodes of this registry, when the environment asks for several.
     others: Vec<TestServer>,
-    proxy: Option<JoinHandle<()>>,
+    proxy: Option<Proxy>,
     /// The S3 server holding the blobs, when the environment asks for S3.
     s3: Option<Arc<S3Server>>,
     /// The PostgreSQL database holding the metadata, when the environment asks for one.
@@ -89,17 +89,70 @@ pub fn nodes_from_env() -> usize {
     }
 }
 
-/// Forwards every connection to `127.0.0.1:<listener>` to the next of `nodes` in turn.
-async fn round_robin(listener: tokio::net::TcpListener, nodes: Vec<String>) {
-    let mut next = 0;
-    while let Ok((mut client, _)) = listener.accept().await {
-        let node = nodes[next % nodes.len()].clone();
-        next += 1;
-        tokio::spawn(async move {
-            if let Ok(mut upstream) = tokio::net::TcpStream::connect(&node).await {
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+/// A TCP proxy on a loopback port that hands each connection to the next of its targets in
+/// turn: the load balancer in front of several nodes, or (with one target) a cable to a
+/// database that a test can cut and mend.
+#[derive(Debug)]
+pub struct Proxy {
+    pub addr: std::net::SocketAddr,
+    targets: Arc<Vec<String>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Listens on a free loopback port for connections to `targets` (`host:port` each).
+    pub async fn start(targets: Vec<String>) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let mut proxy = Proxy {
+            addr: listener.local_addr().expect("addr"),
+            targets: Arc::new(targets),
+            task: None,
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let targets = self.targets.clone();
+        self.task = Some(tokio::spawn(async move {
+            let mut links = tokio::task::JoinSet::new();
+            let mut next = 0;
+            while let Ok((mut client, _)) = listener.accept().await {
+                let target = targets[next % targets.len()].clone();
+                next += 1;
+                links.spawn(async move {
+                    if let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
             }
-        });
+        }));
+    }
+
+    /// Drops every connection through the proxy, and stops taking new ones.
+    pub async fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Takes connections again on the same port.
+    pub async fn mend(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.addr)
+            .await
+            .expect("rebind the proxy");
+        self.serve(listener);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
     }
 }
 
@@ -166,16 +219,14 @@ impl TestServer {
 
     /// Puts a round-robin proxy in front of every node and makes it [`TestServer::url`].
     async fn balance(&mut self) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the proxy");
-        self.url = format!("http://{}", listener.local_addr().expect("addr"));
         let upstreams = self
             .node_urls()
             .iter()
             .map(|u| u.trim_start_matches("http://").to_owned())
             .collect();
-        self.proxy = Some(tokio::spawn(round_robin(listener, upstreams)));
+        let proxy = Proxy::start(upstreams).await;
+        self.url = format!("http://{}", proxy.addr);
+        self.proxy = Some(proxy);
     }
 
     /// Every node's own URL (one, unless this is a cluster).
@@ -287,9 +338,7 @@ impl TestServer {
     }
 
     async fn shutdown(&mut self) {
-        if let Some(proxy) = self.proxy.take() {
-            proxy.abort();
-        }
+        self.proxy = None;
         for other in &mut self.others {
             Box::pin(other.shutdown()).await;
         }
@@ -306,9 +355,6 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        if let Some(proxy) = self.proxy.take() {
-            proxy.abort();
-        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

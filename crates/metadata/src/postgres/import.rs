@@ -267,17 +267,19 @@ impl PostgresStore {
                 placeholders.join(", ")
             );
             let rows = read_table(&conn, table, columns)?;
-            for values in &rows {
+            let copied = rows.len() as u64;
+            // Each row's values move into its parameters: manifests are not copied twice.
+            for values in rows {
                 let params = values
-                    .iter()
+                    .into_iter()
                     .zip(columns.iter())
-                    .map(|(v, (column, kind))| convert(v.clone(), *kind, table, column))
+                    .map(|(v, (column, kind))| convert(v, *kind, table, column))
                     .collect::<Result<Vec<_>>>()?;
                 let params: Vec<&(dyn ToSql + Sync)> =
                     params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
                 exec(&tx, "copying metadata", &sql, &params).await?;
             }
-            imported.tables.push((table, rows.len() as u64));
+            imported.tables.push((table, copied));
         }
         let counts = read_table(
             &conn,

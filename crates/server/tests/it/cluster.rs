@@ -8,67 +8,15 @@ use std::time::Duration;
 
 use agent_registry_metadata::test_database::TestDatabase;
 use agent_registry_server::config::S3StorageConfig;
+use agent_registry_server::testing::Proxy;
 use agent_registry_storage::s3_server::S3Server;
 use bytes::Bytes;
 use reqwest::StatusCode;
 
 use crate::support::{
-    OCI_MANIFEST, TestRegistry, header, image_manifest, migrate, scale_out_config, sha256,
+    OCI_MANIFEST, TestRegistry, finish_upload, header, image_manifest, migrate, on_node,
+    patch_upload, scale_out_config, sha256, start_upload,
 };
-
-/// Sends one PATCH of `part` at `from` to the upload at `location` on `reg`; returns the next
-/// location.
-async fn patch(reg: &TestRegistry, location: &str, from: usize, part: &[u8]) -> String {
-    let r = reg
-        .http
-        .patch(format!("{}{location}", reg.url))
-        .header("content-type", "application/octet-stream")
-        .header("content-range", format!("{from}-{}", from + part.len() - 1))
-        .body(part.to_vec())
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(r.status(), StatusCode::ACCEPTED, "{}", reg.url);
-    header(&r, "location").expect("location").to_owned()
-}
-
-async fn start_upload(reg: &TestRegistry, repo: &str) -> String {
-    let r = reg
-        .http
-        .post(reg.v2(&format!("{repo}/blobs/uploads/")))
-        .send()
-        .await
-        .expect("start");
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    header(&r, "location").expect("location").to_owned()
-}
-
-async fn finish_upload(reg: &TestRegistry, location: &str, digest: &agent_registry_oci::Digest) {
-    let sep = if location.contains('?') { '&' } else { '?' };
-    let r = reg
-        .http
-        .put(format!("{}{location}{sep}digest={digest}", reg.url))
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(
-        r.status(),
-        StatusCode::CREATED,
-        "{}",
-        r.text().await.unwrap_or_default()
-    );
-}
-
-async fn blob(reg: &TestRegistry, repo: &str, digest: &agent_registry_oci::Digest) -> Bytes {
-    let r = reg
-        .http
-        .get(reg.v2(&format!("{repo}/blobs/{digest}")))
-        .send()
-        .await
-        .expect("get blob");
-    assert_eq!(r.status(), StatusCode::OK, "{}", reg.url);
-    r.bytes().await.expect("body")
-}
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs PostgreSQL and the s3s-fs S3 server: run scripts/test"]
@@ -86,7 +34,8 @@ async fn a_push_to_one_node_is_served_by_every_other() {
         let by_digest = node.get_manifest("team/scaled", &digest.to_string()).await;
         assert_eq!(by_digest.status(), StatusCode::OK);
         assert_eq!(
-            blob(&node, "team/scaled", &sha256(b"layer on node 0")).await,
+            node.get_blob("team/scaled", &sha256(b"layer on node 0"))
+                .await,
             &b"layer on node 0"[..]
         );
         let tags = node.get_json("team/scaled/tags/list").await;
@@ -113,14 +62,30 @@ async fn one_upload_moves_from_node_to_node_chunk_by_chunk() {
     // The last chunk is larger than one S3 part, so it streams as a multipart upload.
     let data: Vec<u8> = (0..12_000_000u32).map(|i| (i % 241) as u8).collect();
     let digest = sha256(&data);
-    let mut location = start_upload(&reg.node(0), "team/chunks").await;
+    let url = start_upload(&reg.node(0), "team/chunks").await;
     let cuts = [0, 700_000, 1_500_000, data.len()];
     for (i, w) in cuts.windows(2).enumerate() {
-        location = patch(&reg.node((i + 1) % 3), &location, w[0], &data[w[0]..w[1]]).await;
+        let node = reg.node((i + 1) % 3);
+        let range = format!("{}-{}", w[0], w[1] - 1);
+        let r = patch_upload(
+            &node,
+            &on_node(&node, &url),
+            Some(&range),
+            &data[w[0]..w[1]],
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "{}", node.url);
     }
-    finish_upload(&reg.node(1), &location, &digest).await;
+    let node = reg.node(1);
+    let r = finish_upload(&node, &on_node(&node, &url), &digest).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
     for i in 0..3 {
-        assert_eq!(blob(&reg.node(i), "team/chunks", &digest).await, data);
+        assert_eq!(reg.node(i).get_blob("team/chunks", &digest).await, data);
     }
 }
 
@@ -163,7 +128,7 @@ async fn concurrent_pushes_of_one_tag_and_shared_layers_across_nodes_all_land() 
             let r = node.get_manifest("team/race", &digest.to_string()).await;
             assert_eq!(r.status(), StatusCode::OK, "every manifest stays by digest");
         }
-        assert_eq!(blob(&node, "team/race", &shared_digest).await, shared);
+        assert_eq!(node.get_blob("team/race", &shared_digest).await, shared);
     }
     assert!(
         seen.iter().all(|d| *d == seen[0]),
@@ -411,66 +376,14 @@ async fn migrate_moves_a_single_node_registry_onto_s3_and_postgres() {
     }
 }
 
-/// A TCP forwarder to `target` that can cut every connection and refuse new ones, and then
-/// take them again on the same port: a database that goes away and comes back.
-struct Cable {
-    addr: std::net::SocketAddr,
-    target: String,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Cable {
-    async fn connect(target: &str) -> Cable {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let mut cable = Cable {
-            addr: listener.local_addr().expect("addr"),
-            target: target.to_owned(),
-            task: None,
-        };
-        cable.serve(listener);
-        cable
-    }
-
-    fn serve(&mut self, listener: tokio::net::TcpListener) {
-        let target = self.target.clone();
-        self.task = Some(tokio::spawn(async move {
-            let mut links = tokio::task::JoinSet::new();
-            while let Ok((mut client, _)) = listener.accept().await {
-                let target = target.clone();
-                links.spawn(async move {
-                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-            }
-        }));
-    }
-
-    /// Drops every connection through the cable and the listener with them.
-    async fn cut(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-            let _ = task.await;
-        }
-    }
-
-    async fn mend(&mut self) {
-        let listener = tokio::net::TcpListener::bind(self.addr)
-            .await
-            .expect("rebind");
-        self.serve(listener);
-    }
-}
-
 /// With its database gone, a node answers 503 with `Retry-After` (not a 500, not a hang) and
 /// says so in `/readyz`; when the database is back, the same requests succeed.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs PostgreSQL: run scripts/test"]
 async fn a_node_whose_database_is_gone_answers_503_until_it_is_back() {
     let db = TestDatabase::create().await;
-    let mut cable = Cable::connect(&db.address()).await;
+    // A cable to the database, which the test cuts and mends.
+    let mut cable = Proxy::start(vec![db.address()]).await;
     let url = db.url_via(cable.addr);
     let reg = TestRegistry::start_with(|c| {
         c.database.backend = agent_registry_server::config::DatabaseBackend::Postgres;

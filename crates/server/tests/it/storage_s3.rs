@@ -9,7 +9,10 @@ use reqwest::StatusCode;
 use reqwest::redirect::Policy;
 
 use crate::interop::registry_on_s3;
-use crate::support::{TestRegistry, assert_error, header, migrate, scale_out_config, sha256};
+use crate::support::{
+    TestRegistry, assert_error, finish_upload, header, migrate, patch_upload, scale_out_config,
+    sha256, start_upload,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the s3s-fs S3 server: run scripts/test"]
@@ -66,43 +69,15 @@ async fn chunked_uploads_commit_into_the_bucket() {
     let (reg, _s3) = registry_on_s3("chunked").await;
     let data: Vec<u8> = (0..20_000_000u32).map(|i| (i % 239) as u8).collect();
     let digest = sha256(&data);
-    let start = reg
-        .http
-        .post(reg.v2("s3/chunked/blobs/uploads/"))
-        .send()
-        .await
-        .expect("start");
-    assert_eq!(start.status(), StatusCode::ACCEPTED);
-    let mut location = header(&start, "location").expect("location").to_owned();
+    let url = start_upload(&reg, "s3/chunked").await;
     for (from, part) in [(0, &data[..1_000_000]), (1_000_000, &data[1_000_000..])] {
-        let r = reg
-            .http
-            .patch(format!("{}{location}", reg.url))
-            .header("content-type", "application/octet-stream")
-            .header("content-range", format!("{from}-{}", from + part.len() - 1))
-            .body(part.to_vec())
-            .send()
-            .await
-            .expect("patch");
+        let range = format!("{from}-{}", from + part.len() - 1);
+        let r = patch_upload(&reg, &url, Some(&range), part).await;
         assert_eq!(r.status(), StatusCode::ACCEPTED);
-        location = header(&r, "location").expect("location").to_owned();
     }
-    let sep = if location.contains('?') { '&' } else { '?' };
-    let r = reg
-        .http
-        .put(format!("{}{location}{sep}digest={digest}", reg.url))
-        .send()
-        .await
-        .expect("put");
+    let r = finish_upload(&reg, &url, &digest).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let got = reg
-        .http
-        .get(reg.v2(&format!("s3/chunked/blobs/{digest}")))
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(got.status(), StatusCode::OK);
-    assert_eq!(got.bytes().await.expect("body"), data);
+    assert_eq!(reg.get_blob("s3/chunked", &digest).await, data);
 }
 
 /// `agent-registry migrate` copies a filesystem registry's blobs into a bucket; served from

@@ -171,6 +171,79 @@ impl TestRegistry {
     }
 }
 
+/// Starts an upload; returns its absolute URL.
+pub async fn start_upload(reg: &TestRegistry, repo: &str) -> String {
+    let r = reg
+        .http
+        .post(reg.v2(&format!("{repo}/blobs/uploads/")))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert!(header(&r, "docker-upload-uuid").is_some());
+    assert_eq!(header(&r, "range"), Some("0-0"));
+    let location = header(&r, "location").expect("location");
+    assert!(
+        location.starts_with(&format!("/v2/{repo}/blobs/uploads/")),
+        "{location}"
+    );
+    format!("{}{location}", reg.url)
+}
+
+/// Finishes an upload with `PUT <url>?digest=` and no body.
+pub async fn finish_upload(
+    reg: &TestRegistry,
+    url: &str,
+    digest: &agent_registry_oci::Digest,
+) -> reqwest::Response {
+    reg.http
+        .put(format!("{url}?digest={digest}"))
+        .send()
+        .await
+        .expect("put")
+}
+
+/// Sends a PATCH of `data` to the upload at `url`, with `Content-Range: range` if given.
+pub async fn patch_upload(
+    reg: &TestRegistry,
+    url: &str,
+    range: Option<&str>,
+    data: &[u8],
+) -> reqwest::Response {
+    let mut req = reg
+        .http
+        .patch(url)
+        .header("content-type", "application/octet-stream")
+        .body(data.to_vec());
+    if let Some(range) = range {
+        req = req.header("content-range", range);
+    }
+    req.send().await.expect("patch")
+}
+
+/// `url` (an upload's, say) on `node`: the same path, another node's origin.
+pub fn on_node(node: &TestRegistry, url: &str) -> String {
+    let path = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.find('/').map(|i| &rest[i..]))
+        .unwrap_or(url);
+    format!("{}{path}", node.url)
+}
+
+impl TestRegistry {
+    /// GETs a blob, which must be there, and returns its bytes.
+    pub async fn get_blob(&self, repo: &str, digest: &Digest) -> bytes::Bytes {
+        let r = self
+            .http
+            .get(self.v2(&format!("{repo}/blobs/{digest}")))
+            .send()
+            .await
+            .expect("get blob");
+        assert_eq!(r.status(), StatusCode::OK, "{}", self.url);
+        r.bytes().await.expect("body")
+    }
+}
+
 /// The real binary serving `root` on a free loopback port, with `envs` set (the log level
 /// is `warn` unless they say otherwise) and its stderr sent to `stderr`.
 pub async fn spawn_binary(

@@ -2,62 +2,15 @@
 
 use reqwest::StatusCode;
 
-use crate::support::{TestRegistry, assert_error, header, sha256};
-
-/// Starts an upload; returns its absolute URL.
-async fn start(reg: &TestRegistry, repo: &str) -> String {
-    let r = reg
-        .http
-        .post(reg.v2(&format!("{repo}/blobs/uploads/")))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    assert!(header(&r, "docker-upload-uuid").is_some());
-    assert_eq!(header(&r, "range"), Some("0-0"));
-    let location = header(&r, "location").expect("location");
-    assert!(
-        location.starts_with(&format!("/v2/{repo}/blobs/uploads/")),
-        "{location}"
-    );
-    format!("{}{location}", reg.url)
-}
-
-/// Finishes an upload with `PUT <url>?digest=` and no body.
-async fn finish(
-    reg: &TestRegistry,
-    url: &str,
-    digest: &agent_registry_oci::Digest,
-) -> reqwest::Response {
-    reg.http
-        .put(format!("{url}?digest={digest}"))
-        .send()
-        .await
-        .expect("put")
-}
-
-async fn patch(
-    reg: &TestRegistry,
-    url: &str,
-    range: Option<&str>,
-    data: &[u8],
-) -> reqwest::Response {
-    let mut req = reg
-        .http
-        .patch(url)
-        .header("content-type", "application/octet-stream")
-        .body(data.to_vec());
-    if let Some(range) = range {
-        req = req.header("content-range", range);
-    }
-    req.send().await.expect("patch")
-}
+use crate::support::{
+    TestRegistry, assert_error, finish_upload, header, patch_upload, sha256, start_upload,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn post_then_put_uploads_a_blob() {
     let reg = TestRegistry::start().await;
     let data = b"post then put";
-    let url = start(&reg, "push/post-put").await;
+    let url = start_upload(&reg, "push/post-put").await;
     let digest = sha256(data);
     let r = reg
         .http
@@ -88,11 +41,11 @@ async fn post_then_put_uploads_a_blob() {
 async fn chunked_upload_reports_progress_and_finishes() {
     let reg = TestRegistry::start().await;
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
-    let url = start(&reg, "push/chunked").await;
+    let url = start_upload(&reg, "push/chunked").await;
     let mut offset = 0;
     for chunk in data.chunks(1_000_000) {
         let range = format!("{}-{}", offset, offset + chunk.len() - 1);
-        let r = patch(&reg, &url, Some(&range), chunk).await;
+        let r = patch_upload(&reg, &url, Some(&range), chunk).await;
         assert_eq!(r.status(), StatusCode::ACCEPTED);
         offset += chunk.len();
         assert_eq!(
@@ -107,7 +60,7 @@ async fn chunked_upload_reports_progress_and_finishes() {
         );
     }
     let digest = sha256(&data);
-    let r = finish(&reg, &url, &digest).await;
+    let r = finish_upload(&reg, &url, &digest).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let got = reg
         .http
@@ -122,22 +75,24 @@ async fn chunked_upload_reports_progress_and_finishes() {
 async fn streamed_patch_without_content_range_is_appended() {
     // docker sends one PATCH with a streamed body and no Content-Range.
     let reg = TestRegistry::start().await;
-    let url = start(&reg, "push/stream").await;
-    let r = patch(&reg, &url, None, b"first").await;
+    let url = start_upload(&reg, "push/stream").await;
+    let r = patch_upload(&reg, &url, None, b"first").await;
     assert_eq!(header(&r, "range"), Some("0-4"));
-    let r = patch(&reg, &url, None, b"second").await;
+    let r = patch_upload(&reg, &url, None, b"second").await;
     assert_eq!(header(&r, "range"), Some("0-10"));
     let digest = sha256(b"firstsecond");
-    let r = finish(&reg, &url, &digest).await;
+    let r = finish_upload(&reg, &url, &digest).await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn out_of_order_and_overlapping_chunks_are_416_with_the_resume_point() {
     let reg = TestRegistry::start().await;
-    let url = start(&reg, "push/order").await;
+    let url = start_upload(&reg, "push/order").await;
     assert_eq!(
-        patch(&reg, &url, Some("0-4"), b"01234").await.status(),
+        patch_upload(&reg, &url, Some("0-4"), b"01234")
+            .await
+            .status(),
         StatusCode::ACCEPTED
     );
     for (range, data) in [
@@ -145,26 +100,28 @@ async fn out_of_order_and_overlapping_chunks_are_416_with_the_resume_point() {
         ("3-7", &b"34567"[..]),
         ("0-4", &b"01234"[..]),
     ] {
-        let r = patch(&reg, &url, Some(range), data).await;
+        let r = patch_upload(&reg, &url, Some(range), data).await;
         assert_eq!(header(&r, "range"), Some("0-4"), "{range}");
         assert!(header(&r, "location").is_some());
         assert_error(r, StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID").await;
     }
     // Nothing of the rejected chunks got in: the upload still finishes with the right digest.
     assert_eq!(
-        patch(&reg, &url, Some("5-9"), b"56789").await.status(),
+        patch_upload(&reg, &url, Some("5-9"), b"56789")
+            .await
+            .status(),
         StatusCode::ACCEPTED
     );
     let digest = sha256(b"0123456789");
-    let r = finish(&reg, &url, &digest).await;
+    let r = finish_upload(&reg, &url, &digest).await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn content_range_disagreeing_with_content_length_is_rejected() {
     let reg = TestRegistry::start().await;
-    let url = start(&reg, "push/lengths").await;
-    let r = patch(&reg, &url, Some("0-9"), b"short").await;
+    let url = start_upload(&reg, "push/lengths").await;
+    let r = patch_upload(&reg, &url, Some("0-9"), b"short").await;
     assert_error(r, StatusCode::BAD_REQUEST, "SIZE_INVALID").await;
     let status = reg.http.get(&url).send().await.expect("status");
     assert_eq!(header(&status, "range"), Some("0-0"), "nothing appended");
@@ -173,7 +130,7 @@ async fn content_range_disagreeing_with_content_length_is_rejected() {
 #[tokio::test(flavor = "multi_thread")]
 async fn digest_mismatch_is_digest_invalid_and_leaves_no_blob() {
     let reg = TestRegistry::start().await;
-    let url = start(&reg, "push/mismatch").await;
+    let url = start_upload(&reg, "push/mismatch").await;
     let wrong = sha256(b"something else");
     let r = reg
         .http
@@ -211,7 +168,7 @@ async fn digest_mismatch_is_digest_invalid_and_leaves_no_blob() {
 #[tokio::test(flavor = "multi_thread")]
 async fn finishing_without_a_digest_is_digest_invalid() {
     let reg = TestRegistry::start().await;
-    let url = start(&reg, "push/nodigest").await;
+    let url = start_upload(&reg, "push/nodigest").await;
     let r = reg.http.put(&url).send().await.expect("put");
     assert_error(r, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
 }
@@ -219,13 +176,13 @@ async fn finishing_without_a_digest_is_digest_invalid() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cancelled_uploads_are_gone() {
     let reg = TestRegistry::start().await;
-    let url = start(&reg, "push/cancel").await;
-    patch(&reg, &url, Some("0-2"), b"abc").await;
+    let url = start_upload(&reg, "push/cancel").await;
+    patch_upload(&reg, &url, Some("0-2"), b"abc").await;
     let r = reg.http.delete(&url).send().await.expect("delete");
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     for r in [
         reg.http.get(&url).send().await.expect("get"),
-        patch(&reg, &url, Some("3-5"), b"def").await,
+        patch_upload(&reg, &url, Some("3-5"), b"def").await,
         reg.http.delete(&url).send().await.expect("delete"),
     ] {
         assert_error(r, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
@@ -235,7 +192,7 @@ async fn cancelled_uploads_are_gone() {
 #[tokio::test(flavor = "multi_thread")]
 async fn upload_ids_belong_to_their_repository() {
     let reg = TestRegistry::start().await;
-    let url = start(&reg, "push/mine").await;
+    let url = start_upload(&reg, "push/mine").await;
     let stolen = url.replace("push/mine", "push/theirs");
     let r = reg.http.get(&stolen).send().await.expect("get");
     assert_error(r, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
@@ -329,10 +286,10 @@ async fn mount_of_something_absent_starts_an_ordinary_upload() {
 async fn chunked_upload_resumes_after_restart() {
     let reg = TestRegistry::start().await;
     let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 241) as u8).collect();
-    let url = start(&reg, "push/restart").await;
+    let url = start_upload(&reg, "push/restart").await;
     let path = url.trim_start_matches(&reg.url).to_owned();
     assert_eq!(
-        patch(&reg, &url, Some("0-999999"), &data[..1_000_000])
+        patch_upload(&reg, &url, Some("0-999999"), &data[..1_000_000])
             .await
             .status(),
         StatusCode::ACCEPTED
@@ -348,13 +305,13 @@ async fn chunked_upload_resumes_after_restart() {
         "the restarted server knows the upload"
     );
     assert_eq!(
-        patch(&reg, &url, Some("1000000-1999999"), &data[1_000_000..])
+        patch_upload(&reg, &url, Some("1000000-1999999"), &data[1_000_000..])
             .await
             .status(),
         StatusCode::ACCEPTED
     );
     let digest = sha256(&data);
-    let r = finish(&reg, &url, &digest).await;
+    let r = finish_upload(&reg, &url, &digest).await;
     assert_eq!(
         r.status(),
         StatusCode::CREATED,
@@ -399,11 +356,11 @@ async fn concurrent_pushes_of_the_same_blob_all_succeed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn absurd_content_ranges_are_rejected_cleanly() {
     let reg = TestRegistry::start().await;
-    let url = start(&reg, "push/absurd").await;
-    let r = patch(&reg, &url, Some(&format!("0-{}", u64::MAX)), b"tiny").await;
+    let url = start_upload(&reg, "push/absurd").await;
+    let r = patch_upload(&reg, &url, Some(&format!("0-{}", u64::MAX)), b"tiny").await;
     assert_error(r, StatusCode::BAD_REQUEST, "SIZE_INVALID").await;
     for bad in ["x-y", "5-1", "-", "99999999999999999999999-1"] {
-        let r = patch(&reg, &url, Some(bad), b"tiny").await;
+        let r = patch_upload(&reg, &url, Some(bad), b"tiny").await;
         assert_error(r, StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID").await;
     }
     let status = reg.http.get(&url).send().await.expect("status");
