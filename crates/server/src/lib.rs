@@ -55,7 +55,8 @@ pub struct AppState {
 
 impl AppState {
     /// Opens the stores the configuration selects (by default filesystem + SQLite under
-    /// `config.root`; blobs in S3 with `storage.backend: s3`), and
+    /// `config.root`; blobs in S3 with `storage.backend: s3`, metadata in PostgreSQL with
+    /// `database.backend: postgres`), claims the blob store for this registry's metadata, and
     /// creates the first administrator if the configuration names a password for one and
     /// there is no account yet.
     pub async fn open(config: Config) -> anyhow::Result<AppState> {
