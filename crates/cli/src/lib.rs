@@ -108,7 +108,12 @@ Examples:
   agent push localhost:5000/summarizer:1.0
   agent push summarizer:1.0 --registry https://registry.example.com
   agent push summarizer --all-tags --profile prod
-  agent push --engine docker localhost:5000/summarizer:1.0   # the image docker holds")]
+  agent push --engine docker localhost:5000/summarizer:1.0   # the image docker holds
+  agent push localhost:5000/summarizer:1.0 --sign             # with $AAC_HOME/agent.key
+
+--sign signs the pushed manifest in cosign's key-based format (ECDSA P-256): the signature is
+stored as a referrer of the image and under its sha256-<hex>.sig tag, so `cosign verify --key
+agent.pub` and `agent pull --verify-signature` both accept it.")]
     Push {
         /// Image to push, as named in `agent images`.
         image: String,
@@ -124,6 +129,8 @@ Examples:
         #[arg(long, value_parser = ["public", "private"])]
         visibility: Option<String>,
         #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
         engine: commands::engine::EngineArgs,
     },
     /// Download an image from a registry into the local store.
@@ -131,7 +138,8 @@ Examples:
   agent pull localhost:5000/summarizer:1.0
   agent pull summarizer@sha256:... --profile prod
   agent pull busybox --platform linux/arm64
-  agent pull --engine podman localhost:5000/summarizer:1.0   # into podman")]
+  agent pull --engine podman localhost:5000/summarizer:1.0   # into podman
+  agent pull localhost:5000/summarizer:1.0 --verify-signature --key team.pub")]
     Pull {
         image: String,
         #[command(flatten)]
@@ -142,9 +150,19 @@ Examples:
         /// No progress; print only the image name.
         #[arg(long, short)]
         quiet: bool,
+        /// Refuse the image, before any layer is stored, unless a signature of it verifies
+        /// with a trusted key (--key, default $AAC_HOME/agent.pub).
+        #[arg(long)]
+        verify_signature: bool,
+        /// A trusted public key (PEM, as cosign.pub); repeatable.
+        #[arg(long, value_name = "PUB", requires = "verify_signature")]
+        key: Vec<std::path::PathBuf>,
         #[command(flatten)]
         engine: commands::engine::EngineArgs,
     },
+    /// Make and manage signing keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// List images in the local store.
     #[command(after_help = "Filters (repeatable, all must match):
   NAME or NAME:TAG     repository (and tag); '*' matches within a path component
@@ -281,6 +299,38 @@ Examples:
     Load {
         #[arg(long, short, value_name = "FILE")]
         input: std::path::PathBuf,
+    },
+}
+
+/// `agent push --sign`.
+#[derive(Debug, clap::Args)]
+struct SignArgs {
+    /// Sign the pushed manifest (cosign's format, ECDSA P-256).
+    #[arg(long)]
+    sign: bool,
+    /// The private key to sign with (PEM PKCS#8; default $AAC_HOME/agent.key).
+    #[arg(long, value_name = "KEY", env = "AGENT_SIGNING_KEY", requires = "sign")]
+    key: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Make an ECDSA P-256 key pair for signing images: PREFIX.key (PKCS#8 PEM, readable by
+    /// you alone) and PREFIX.pub (the public key to hand to verifiers and policies).
+    #[command(after_help = "Examples:
+  agent key generate                       # $AAC_HOME/agent.key and agent.pub
+  agent key generate --output-key-prefix ./release    # release.key and release.pub
+
+The public key is a PEM SubjectPublicKeyInfo, as cosign.pub is: `cosign verify --key
+release.pub` checks what `agent push --sign --key release.key` signs. The private key is
+unencrypted: keep it as you keep other secrets (a CI secret, a vault).")]
+    Generate {
+        /// Path of the pair without its extension (cosign's flag).
+        #[arg(long, value_name = "PREFIX")]
+        output_key_prefix: Option<std::path::PathBuf>,
+        /// Replace keys already there.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -503,12 +553,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             all_tags,
             quiet,
             visibility,
+            sign,
             engine,
         } => {
             if let Some(engine) = engine.connect().await? {
-                if all_tags || visibility.is_some() {
+                if all_tags || visibility.is_some() || sign.sign {
                     anyhow::bail!(
-                        "--all-tags and --visibility work on the local store, not with --engine"
+                        "--all-tags, --visibility and --sign work on the local store, not with --engine"
                     );
                 }
                 return commands::engine::push(&ctx, &engine, &image, &registry, quiet).await;
@@ -520,6 +571,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 all_tags,
                 quiet,
                 visibility.as_deref(),
+                sign.sign.then_some(sign.key.as_deref()),
             )
             .await
         }
@@ -528,17 +580,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             registry,
             platform,
             quiet,
+            verify_signature,
+            key,
             engine,
         } => {
             let engine = engine.connect().await?;
-            if engine.is_some() && platform.is_some() {
+            if engine.is_some() && (platform.is_some() || verify_signature) {
                 anyhow::bail!(
-                    "--platform works on the local store; an engine pulls its own platform"
+                    "--platform and --verify-signature work on the local store, not with --engine"
                 );
             }
-            commands::transfer::pull(&ctx, &image, &registry, platform, quiet, engine.as_ref())
-                .await
+            let trusted = if verify_signature {
+                Some(commands::signing::public_keys(&ctx, &key, true)?)
+            } else {
+                None
+            };
+            let pull = commands::transfer::Pull {
+                platform,
+                quiet,
+                trusted,
+            };
+            commands::transfer::pull(&ctx, &image, &registry, pull, engine.as_ref()).await
         }
+        Command::Key(KeyCommand::Generate {
+            output_key_prefix,
+            force,
+        }) => commands::signing::generate(&ctx, output_key_prefix.as_deref(), force),
         Command::Images {
             name,
             filter,

@@ -18,6 +18,7 @@ mod pull;
 mod push;
 pub mod reference;
 pub mod retry;
+mod signatures;
 
 pub use auth::Credential;
 pub use client::{Client, ClientOptions, FetchedManifest, MANIFEST_ACCEPT, registry_url};
@@ -27,6 +28,7 @@ pub use metrics::Prometheus;
 pub use push::BlobPushed;
 pub use reference::{ImageRef, ReferenceError};
 pub use retry::RetryPolicy;
+pub use signatures::FoundSignature;
 
 /// Transfer progress, reported as bytes move. A retry or resume sets the position back.
 pub trait Progress: Send + Sync {

@@ -20,6 +20,10 @@ pub struct TransferOptions {
     pub concurrency: usize,
     /// The platform to pick from a multi-platform index (`linux/amd64`).
     pub platform: String,
+    /// Fetch this manifest rather than what the reference names now: a digest already
+    /// checked (a verified signature's subject), so what is stored is what was checked. The
+    /// image is still stored under the reference's name.
+    pub manifest: Option<Digest>,
 }
 
 impl Default for TransferOptions {
@@ -27,6 +31,7 @@ impl Default for TransferOptions {
         TransferOptions {
             concurrency: 4,
             platform: host_platform(),
+            manifest: None,
         }
     }
 }
@@ -79,7 +84,11 @@ pub async fn pull(
     progress: &dyn TransferProgress,
 ) -> Result<Pulled> {
     let repo = remote.api_repository();
-    let mut fetched = client.manifest(&repo, &remote.manifest_reference()).await?;
+    let reference = options
+        .manifest
+        .as_ref()
+        .map_or_else(|| remote.manifest_reference(), Digest::to_string);
+    let mut fetched = client.manifest(&repo, &reference).await?;
     let mut parts = Parts::parse(&remote.to_string(), &fetched.bytes)?;
     if let Parts::Index { manifests } = &parts {
         let chosen = manifests

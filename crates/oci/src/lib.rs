@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod media;
 pub mod metrics;
 pub mod name;
+pub mod signature;
 pub mod version;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};

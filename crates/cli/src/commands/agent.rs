@@ -212,7 +212,7 @@ pub async fn build(ctx: &Context, args: &BuildArgs) -> anyhow::Result<()> {
         },
     )?;
     if args.push {
-        super::transfer::push(ctx, &name, &args.registry, false, args.quiet, None).await?;
+        super::transfer::push(ctx, &name, &args.registry, false, args.quiet, None, None).await?;
         return Ok(());
     }
     if args.quiet {

@@ -4,7 +4,9 @@
 //! engine, `node` ensures images under a pull policy, `agent`
 //! makes agents (init, build) and finds them (search, versions, rate), `registry` operates
 //! an Agent Registry (ping, health, metrics, logs, config, image info, auth test, permissions,
-//! visibility, users, tokens, access logs), `metrics` draws its metric history.
+//! visibility, users, tokens, access logs, signatures, policies), `metrics` draws its metric
+//! history, `signing` makes and checks image signatures (key generate, push --sign, pull
+//! --verify-signature, image signatures).
 
 pub mod agent;
 pub mod engine;
@@ -14,4 +16,5 @@ pub mod login;
 pub mod metrics;
 pub mod node;
 pub mod registry;
+pub mod signing;
 pub mod transfer;

@@ -173,6 +173,25 @@ pub enum ImageCommand {
         #[command(flatten)]
         registry: RegistryArgs,
     },
+    /// The image's signatures (cosign's format): key id, algorithm, signer, time, and
+    /// whether each verifies with the given keys.
+    #[command(
+        after_help = "A signature is valid when one of the keys (--key, default
+$AAC_HOME/agent.pub when it exists) verifies it and it signs this manifest. Signer and time
+are what the signature's payload says (signed with it); signatures cosign made carry neither.
+
+Examples:
+  agent registry image signatures localhost:5000/team/summarizer:1.0
+  agent registry image signatures team/summarizer:1.0 --key team.pub -o json"
+    )]
+    Signatures {
+        image: String,
+        /// A public key to check signatures with (PEM); repeatable.
+        #[arg(long, value_name = "PUB")]
+        key: Vec<std::path::PathBuf>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -416,6 +435,11 @@ pub async fn run(ctx: &Context, command: RegistryCommand) -> anyhow::Result<()> 
         RegistryCommand::Image(ImageCommand::Info { image, registry }) => {
             super::image_info::info(ctx, &image, &registry).await
         }
+        RegistryCommand::Image(ImageCommand::Signatures {
+            image,
+            key,
+            registry,
+        }) => super::signing::list(ctx, &image, &registry, &key).await,
         RegistryCommand::Metrics {
             metric,
             query,

@@ -28,6 +28,9 @@ struct PushReport {
     /// Set after the push when `--visibility` asked.
     #[serde(skip_serializing_if = "Option::is_none")]
     visibility: Option<String>,
+    /// With `--sign`: the signature manifest (under the `sha256-<hex>.sig` tag).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<String>,
 }
 
 pub async fn push(
@@ -37,7 +40,12 @@ pub async fn push(
     all_tags: bool,
     quiet: bool,
     visibility: Option<&str>,
+    sign: Option<Option<&std::path::Path>>,
 ) -> anyhow::Result<()> {
+    // Read the key first: a push that cannot be signed should not happen at all.
+    let key = sign
+        .map(|path| super::signing::signing_key(ctx, path))
+        .transpose()?;
     let store = ctx.store()?;
     let entries = if all_tags {
         let repo = repository_of(image)?;
@@ -75,6 +83,24 @@ pub async fn push(
         )
         .await?;
         let agent_yaml = attach_agent_yaml(&target.client, &store, &target.image, &entry).await?;
+        let signature = match &key {
+            Some(key) => {
+                let signer = signer(&target.credential);
+                Some(
+                    super::signing::sign(
+                        &target.client,
+                        &store,
+                        &target.image,
+                        &entry,
+                        key,
+                        &signer,
+                    )
+                    .await?
+                    .to_string(),
+                )
+            }
+            None => None,
+        };
         let visibility = match visibility {
             Some(v) => Some(
                 target
@@ -96,6 +122,7 @@ pub async fn push(
             mounted: pushed.mounted,
             agent_yaml: agent_yaml.map(|d| d.to_string()),
             visibility,
+            signature,
         });
     }
     if quiet {
@@ -125,6 +152,9 @@ pub async fn push(
                 if let Some(v) = &r.visibility {
                     fields.push(("Visibility", v.clone()));
                 }
+                if let Some(s) = &r.signature {
+                    fields.push(("Signature", s.clone()));
+                }
                 output::fields(&fields)?;
             }
             Ok(())
@@ -145,12 +175,35 @@ async fn attach_agent_yaml(
         return Ok(None);
     };
     let (blobs, manifest) = agent_yaml_artifact(&yaml, &entry.digest, entry.size);
-    let repo = image.api_repository();
-    for blob in &blobs {
+    let digest = agent_registry_oci::Digest::of(agent_registry_oci::Algorithm::Sha256, &manifest);
+    let reference = digest.to_string();
+    push_artifact(
+        client,
+        store,
+        &image.api_repository(),
+        &blobs,
+        manifest,
+        &reference,
+    )
+    .await?;
+    Ok(Some(digest))
+}
+
+/// Pushes an artifact's `blobs` (staged through the local store) and then its OCI `manifest`
+/// under `reference` (a tag, or its digest).
+pub async fn push_artifact(
+    client: &agent_registry_client::Client,
+    store: &LocalStore,
+    repo: &str,
+    blobs: &[Vec<u8>],
+    manifest: Vec<u8>,
+    reference: &str,
+) -> anyhow::Result<agent_registry_oci::Digest> {
+    for blob in blobs {
         let digest = store.write_blob(blob)?;
         client
             .push_blob(
-                &repo,
+                repo,
                 &digest,
                 blob.len() as u64,
                 &store.blob_path(&digest),
@@ -159,16 +212,27 @@ async fn attach_agent_yaml(
             )
             .await?;
     }
-    let digest = agent_registry_oci::Digest::of(agent_registry_oci::Algorithm::Sha256, &manifest);
-    client
+    Ok(client
         .put_manifest(
-            &repo,
-            &digest.to_string(),
+            repo,
+            reference,
             manifest.into(),
             agent_registry_oci::media::OCI_MANIFEST,
         )
-        .await?;
-    Ok(Some(digest))
+        .await?)
+}
+
+/// Who a signature says signed: the registry account pushing, else the local user.
+fn signer(credential: &agent_registry_client::Credential) -> String {
+    use agent_registry_client::Credential;
+    match credential {
+        Credential::Basic { username, .. }
+        | Credential::OAuth2 {
+            username: Some(username),
+            ..
+        } => username.clone(),
+        _ => std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+    }
 }
 
 /// Another repository on the target's registry that the local store says holds this image,
@@ -197,26 +261,55 @@ struct PullReport {
     digest: String,
     registry_url: String,
     source: agent_registry_images::PullSource,
+    /// With `--verify-signature`: the id of the key whose signature verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verified_by: Option<String>,
+}
+
+/// How `agent pull` pulls.
+pub struct Pull {
+    pub platform: Option<String>,
+    pub quiet: bool,
+    /// With `--verify-signature`: the keys a signature must verify with.
+    pub trusted: Option<Vec<agent_registry_oci::signature::PublicKey>>,
 }
 
 pub async fn pull(
     ctx: &Context,
     image: &str,
     args: &RegistryArgs,
-    platform: Option<String>,
-    quiet: bool,
+    how: Pull,
     engine: Option<&Engine>,
 ) -> anyhow::Result<()> {
     let wanted: ImageRef = image.parse()?;
     let target = ctx.env().target(&wanted, args)?;
+    let quiet = how.quiet;
+    let mut verified_by = None;
     let pulled = match engine {
         Some(engine) => engine.pull(&target.image, &target.credential).await?,
         None => {
             let store = ctx.store()?;
             let bars = Bars::new(quiet);
             let mut options = TransferOptions::default();
-            if let Some(p) = platform {
+            if let Some(p) = how.platform {
                 options.platform = p;
+            }
+            if let Some(keys) = &how.trusted {
+                // Check the digest the reference names now, then pull exactly that one.
+                let repo = target.image.api_repository();
+                let reference = target.image.manifest_reference();
+                let digest = target
+                    .client
+                    .manifest_digest(&repo, &reference)
+                    .await?
+                    .ok_or_else(|| agent_registry_client::Error::NotFound {
+                        registry: target.client.host().to_owned(),
+                        what: format!("manifest {repo}:{reference}"),
+                    })?;
+                let key =
+                    super::signing::verify(&target.client, &target.image, &digest, keys).await?;
+                verified_by = Some(key);
+                options.manifest = Some(digest);
             }
             pull_image(&target.client, &target.image, &store, &options, &bars).await?
         }
@@ -228,6 +321,7 @@ pub async fn pull(
         digest: pulled.digest.to_string(),
         registry_url: target.url,
         source: pulled.source,
+        verified_by,
     };
     if quiet {
         println!("{}", report.name);
@@ -235,12 +329,18 @@ pub async fn pull(
     }
     match ctx.output {
         Format::Json => output::json(&report),
-        Format::Table => output::fields(&[
-            ("Name", report.name.clone()),
-            ("Image ID", report.image_id.clone()),
-            ("Size", output::size(report.size)),
-            ("Digest", report.digest.clone()),
-            ("Registry URL", report.registry_url.clone()),
-        ]),
+        Format::Table => {
+            let mut fields = vec![
+                ("Name", report.name.clone()),
+                ("Image ID", report.image_id.clone()),
+                ("Size", output::size(report.size)),
+                ("Digest", report.digest.clone()),
+                ("Registry URL", report.registry_url.clone()),
+            ];
+            if let Some(key) = &report.verified_by {
+                fields.push(("Signed by key", key.clone()));
+            }
+            output::fields(&fields)
+        }
     }
 }

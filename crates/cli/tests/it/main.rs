@@ -9,6 +9,7 @@ mod interop;
 mod metrics;
 mod node;
 mod operate;
+mod signing;
 mod support;
 mod token;
 mod workflow;

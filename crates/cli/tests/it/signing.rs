@@ -1,0 +1,487 @@
+//! Signing: `agent key generate`, `agent push --sign`, `agent pull --verify-signature` and
+//! `agent registry image signatures`, with the format pinned against OpenSSL (an independent
+//! ECDSA implementation) in both directions, since cosign itself cannot be installed here.
+
+use std::path::Path;
+
+use agent_registry_oci::Digest;
+use agent_registry_server::testing::TestServer;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+
+use crate::support::{Agent, files_under, noise, push_image, run_ok, sha256};
+
+/// An agent that pulled `image` (so it can push it back with `--sign`).
+async fn agent_holding(image: &str) -> Agent {
+    let agent = Agent::new();
+    agent.run(&["pull", image]).await.ok();
+    agent
+}
+
+async fn generate(agent: &Agent, prefix: &Path) -> String {
+    let made = agent
+        .run(&[
+            "key",
+            "generate",
+            "--output-key-prefix",
+            prefix.to_str().expect("test setup"),
+            "-o",
+            "json",
+        ])
+        .await
+        .ok()
+        .json();
+    made["key_id"].as_str().expect("test setup").to_owned()
+}
+
+fn path(p: &Path, ext: &str) -> String {
+    p.with_extension(ext)
+        .to_str()
+        .expect("test setup")
+        .to_owned()
+}
+
+async fn get(url: &str) -> reqwest::Response {
+    let r = reqwest::Client::new()
+        .get(url)
+        .header(
+            "accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
+        )
+        .send()
+        .await
+        .expect("get");
+    assert!(r.status().is_success(), "GET {url}: {}", r.status());
+    r
+}
+
+async fn put_manifest(base: &str, repo: &str, reference: &str, manifest: &[u8]) {
+    let r = reqwest::Client::new()
+        .put(format!("{base}/v2/{repo}/manifests/{reference}"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.to_vec())
+        .send()
+        .await
+        .expect("put manifest");
+    assert!(r.status().is_success(), "put manifest: {}", r.status());
+}
+
+async fn put_blob(base: &str, repo: &str, blob: &[u8]) -> Digest {
+    let digest = sha256(blob);
+    let r = reqwest::Client::new()
+        .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={digest}"))
+        .body(blob.to_vec())
+        .send()
+        .await
+        .expect("put blob");
+    assert!(r.status().is_success(), "put blob: {}", r.status());
+    digest
+}
+
+fn sig_tag(digest: &Digest) -> String {
+    format!("sha256-{}.sig", digest.hex())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_push_verifies_and_every_tampering_is_refused_before_a_layer_is_stored() {
+    let server = TestServer::start().await;
+    let host = server.host().to_owned();
+    let digest = push_image(&server.url, "team/app", "1", &[noise(200_000, 7)]).await;
+    let image = format!("{host}/team/app:1");
+    let signer = agent_holding(&image).await;
+    let keys = tempfile::tempdir().expect("test setup");
+    let (alice, bob) = (keys.path().join("alice"), keys.path().join("bob"));
+    let alice_id = generate(&signer, &alice).await;
+    generate(&signer, &bob).await;
+    // The private key is its owner's alone, and a second generate does not overwrite it.
+    let mode = std::fs::metadata(alice.with_extension("key")).expect("test setup");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+    signer
+        .run(&[
+            "key",
+            "generate",
+            "--output-key-prefix",
+            alice.to_str().expect("test setup"),
+        ])
+        .await
+        .failed(1, "agent: ")
+        .stderr
+        .contains("refusing to overwrite")
+        .then_some(())
+        .expect("overwrite refused");
+
+    let pushed = signer
+        .run(&[
+            "push",
+            &image,
+            "--sign",
+            "--key",
+            &path(&alice, "key"),
+            "-o",
+            "json",
+        ])
+        .await
+        .ok()
+        .json();
+    assert_eq!(pushed["digest"], digest.to_string());
+    let signature_manifest: Digest = pushed["signature"]
+        .as_str()
+        .expect("test setup")
+        .parse()
+        .expect("test setup");
+
+    // Anyone with the public key pulls it, and is told which key signed it.
+    let puller = Agent::new();
+    let pulled = puller
+        .run(&[
+            "pull",
+            &image,
+            "--verify-signature",
+            "--key",
+            &path(&alice, "pub"),
+            "-o",
+            "json",
+        ])
+        .await
+        .ok()
+        .json();
+    assert_eq!(pulled["digest"], digest.to_string());
+    assert_eq!(pulled["verified_by"], alice_id);
+
+    // Each refusal leaves nothing in the store.
+    let refused = |agent: Agent, args: Vec<String>, expected: &'static str| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = agent.run(&args).await;
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert!(run.stderr.contains(expected), "{}", run.stderr);
+        let stored = files_under(&agent.store().join("blobs"));
+        assert!(stored.is_empty(), "refused, yet stored {stored:?}");
+    };
+    let verify = |image: &str, key: &Path| -> Vec<String> {
+        [
+            "pull",
+            image,
+            "--verify-signature",
+            "--key",
+            &path(key, "pub"),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    // Another key.
+    refused(Agent::new(), verify(&image, &bob), "no signature of").await;
+    // An unsigned image.
+    push_image(&server.url, "team/app", "2", &[noise(1000, 8)]).await;
+    refused(
+        Agent::new(),
+        verify(&format!("{host}/team/app:2"), &alice),
+        "is not signed",
+    )
+    .await;
+    // A key file that is not a public key.
+    let run = Agent::new()
+        .run(&[
+            "pull",
+            &image,
+            "--verify-signature",
+            "--key",
+            &path(&alice, "key"),
+        ])
+        .await;
+    assert!(run.stderr.contains("give the .pub file"), "{}", run.stderr);
+
+    // The tag moved to other content, with the old signature copied to the new digest's
+    // .sig tag: the signature is valid, but for another manifest.
+    let original = get(&format!(
+        "{}/v2/team/app/manifests/{}",
+        server.url,
+        sig_tag(&digest)
+    ))
+    .await
+    .bytes()
+    .await
+    .expect("test setup");
+    let swapped = push_image(&server.url, "team/app", "1", &[noise(1000, 9)]).await;
+    put_manifest(&server.url, "team/app", &sig_tag(&swapped), &original).await;
+    refused(
+        Agent::new(),
+        verify(&image, &alice),
+        "signs another manifest",
+    )
+    .await;
+
+    // A signature altered by one bit, for the image signed by digest.
+    let mut manifest: Value = serde_json::from_slice(&original).expect("test setup");
+    let annotation =
+        &mut manifest["layers"][0]["annotations"]["dev.cosignproject.cosign/signature"];
+    let mut der = STANDARD
+        .decode(annotation.as_str().expect("test setup"))
+        .expect("test setup");
+    let last = der.len() - 1;
+    der[last] ^= 1;
+    *annotation = Value::String(STANDARD.encode(der));
+    manifest
+        .as_object_mut()
+        .expect("test setup")
+        .remove("subject");
+    put_manifest(
+        &server.url,
+        "team/app",
+        &sig_tag(&digest),
+        &serde_json::to_vec(&manifest).expect("test setup"),
+    )
+    .await;
+    // The referrer made by the push still holds the good signature; take it away.
+    let r = reqwest::Client::new()
+        .delete(format!(
+            "{}/v2/team/app/manifests/{signature_manifest}",
+            server.url
+        ))
+        .send()
+        .await
+        .expect("test setup");
+    assert!(r.status().is_success(), "{}", r.status());
+    let by_digest = format!("{host}/team/app@{digest}");
+    refused(
+        Agent::new(),
+        verify(&by_digest, &alice),
+        "no trusted key verifies it",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signatures_are_cosign_format_and_openssl_agrees_both_ways() {
+    let server = TestServer::start().await;
+    let host = server.host().to_owned();
+    let digest = push_image(&server.url, "team/tool", "1.0", &[noise(5000, 3)]).await;
+    let image = format!("{host}/team/tool:1.0");
+    let agent = agent_holding(&image).await;
+    let dir = tempfile::tempdir().expect("test setup");
+    let ours = dir.path().join("ours");
+    let ours_id = generate(&agent, &ours).await;
+    agent
+        .run(&["push", &image, "--sign", "--key", &path(&ours, "key")])
+        .await
+        .ok();
+
+    // What we wrote is what cosign reads: the .sig tag's manifest, its simple-signing layer,
+    // the payload naming the digest, and a signature OpenSSL verifies with our .pub.
+    let manifest: Value = get(&format!(
+        "{}/v2/team/tool/manifests/{}",
+        server.url,
+        sig_tag(&digest)
+    ))
+    .await
+    .json()
+    .await
+    .expect("test setup");
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(manifest["subject"]["digest"], digest.to_string());
+    let layer = &manifest["layers"][0];
+    assert_eq!(
+        layer["mediaType"],
+        "application/vnd.dev.cosign.simplesigning.v1+json"
+    );
+    let payload = get(&format!(
+        "{}/v2/team/tool/blobs/{}",
+        server.url,
+        layer["digest"].as_str().expect("test setup")
+    ))
+    .await
+    .bytes()
+    .await
+    .expect("test setup");
+    let claims: Value = serde_json::from_slice(&payload).expect("test setup");
+    assert_eq!(
+        claims["critical"],
+        json!({"identity": {"docker-reference": format!("{host}/team/tool")},
+               "image": {"docker-manifest-digest": digest.to_string()},
+               "type": "cosign container image signature"})
+    );
+    assert_eq!(claims["optional"]["dev.agent-registry.key-id"], ours_id);
+    let signature = STANDARD
+        .decode(
+            layer["annotations"]["dev.cosignproject.cosign/signature"]
+                .as_str()
+                .expect("test setup"),
+        )
+        .expect("test setup");
+    std::fs::write(dir.path().join("payload"), &payload).expect("test setup");
+    std::fs::write(dir.path().join("payload.sig"), &signature).expect("test setup");
+    let verified = run_ok(
+        "openssl",
+        &[
+            "dgst",
+            "-sha256",
+            "-verify",
+            &path(&ours, "pub"),
+            "-signature",
+            dir.path().join("payload.sig").to_str().expect("test setup"),
+            dir.path().join("payload").to_str().expect("test setup"),
+        ],
+    )
+    .await;
+    assert_eq!(verified.trim(), "Verified OK");
+    // The referrers API lists the same manifest as a cosign signature.
+    let referrers: Value = get(&format!("{}/v2/team/tool/referrers/{digest}", server.url))
+        .await
+        .json()
+        .await
+        .expect("test setup");
+    assert_eq!(
+        referrers["manifests"][0]["artifactType"],
+        "application/vnd.dev.cosign.artifact.sig.v1+json"
+    );
+
+    // The other way: a key OpenSSL made, a payload and signature made as cosign makes them,
+    // stored as cosign stores them (under the tag only, no subject, cosign's config).
+    let theirs = dir.path().join("theirs.pem");
+    let theirs_pub = dir.path().join("theirs.pub");
+    let s = |p: &Path| p.to_str().expect("test setup").to_owned();
+    run_ok(
+        "openssl",
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            &s(&theirs),
+        ],
+    )
+    .await;
+    run_ok(
+        "openssl",
+        &[
+            "pkey",
+            "-in",
+            &s(&theirs),
+            "-pubout",
+            "-out",
+            &s(&theirs_pub),
+        ],
+    )
+    .await;
+    let other = push_image(&server.url, "team/tool", "2.0", &[noise(5000, 4)]).await;
+    let cosign_payload = format!(
+        r#"{{"critical":{{"identity":{{"docker-reference":"{host}/team/tool"}},"image":{{"docker-manifest-digest":"{other}"}},"type":"cosign container image signature"}},"optional":null}}"#
+    );
+    let payload_file = dir.path().join("cosign-payload");
+    std::fs::write(&payload_file, &cosign_payload).expect("test setup");
+    let sig_file = dir.path().join("cosign.sig");
+    run_ok(
+        "openssl",
+        &[
+            "dgst",
+            "-sha256",
+            "-sign",
+            &s(&theirs),
+            "-out",
+            &s(&sig_file),
+            &s(&payload_file),
+        ],
+    )
+    .await;
+    let payload_digest = put_blob(&server.url, "team/tool", cosign_payload.as_bytes()).await;
+    let config = format!(
+        r#"{{"architecture":"","created":"0001-01-01T00:00:00Z","history":[{{"created":"0001-01-01T00:00:00Z"}}],"os":"","rootfs":{{"type":"layers","diff_ids":["{payload_digest}"]}},"config":{{}}}}"#
+    );
+    let config_digest = put_blob(&server.url, "team/tool", config.as_bytes()).await;
+    let cosign_manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": config.len(), "digest": config_digest.to_string()},
+        "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json", "size": cosign_payload.len(),
+                    "digest": payload_digest.to_string(),
+                    "annotations": {"dev.cosignproject.cosign/signature": STANDARD.encode(std::fs::read(&sig_file).expect("test setup"))}}],
+    });
+    put_manifest(
+        &server.url,
+        "team/tool",
+        &sig_tag(&other),
+        &serde_json::to_vec(&cosign_manifest).expect("test setup"),
+    )
+    .await;
+    let other_image = format!("{host}/team/tool:2.0");
+    let pulled = Agent::new()
+        .run(&[
+            "pull",
+            &other_image,
+            "--verify-signature",
+            "--key",
+            &s(&theirs_pub),
+            "-o",
+            "json",
+        ])
+        .await
+        .ok()
+        .json();
+    assert_eq!(pulled["digest"], other.to_string());
+
+    // An OpenSSL PKCS#8 key signs with `agent push --sign` too, beside the cosign signature;
+    // the listing shows both, each checked against the keys given.
+    let agent = agent_holding(&other_image).await;
+    agent
+        .run(&["push", &other_image, "--sign", "--key", &s(&theirs)])
+        .await
+        .ok();
+    let listed = agent
+        .run(&[
+            "registry",
+            "image",
+            "signatures",
+            &other_image,
+            "--key",
+            &s(&theirs_pub),
+            "--key",
+            &path(&ours, "pub"),
+            "-o",
+            "json",
+        ])
+        .await
+        .ok()
+        .json();
+    let signatures = listed["signatures"].as_array().expect("test setup");
+    assert_eq!(signatures.len(), 2, "{listed}");
+    assert!(signatures.iter().all(|s| s["valid"] == true), "{listed}");
+    assert!(
+        signatures
+            .iter()
+            .all(|s| s["algorithm"] == "ecdsa-p256-sha256")
+    );
+    // Cosign's carries no signer; ours names the local user.
+    assert!(signatures.iter().any(|s| s["signer"].is_null()), "{listed}");
+    assert!(
+        signatures.iter().any(|s| s["signed_at"].is_string()),
+        "{listed}"
+    );
+    let with_ours_only = agent
+        .run(&[
+            "registry",
+            "image",
+            "signatures",
+            &other_image,
+            "--key",
+            &path(&ours, "pub"),
+        ])
+        .await
+        .ok()
+        .stdout;
+    assert!(with_ours_only.contains("KEY ID"), "{with_ours_only}");
+    assert_eq!(
+        with_ours_only
+            .matches("invalid: no trusted key verifies it")
+            .count(),
+        2,
+        "{with_ours_only}"
+    );
+}
