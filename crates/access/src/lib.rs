@@ -38,7 +38,7 @@ pub use authenticate::is_registry_token;
 pub use limiter::Rate;
 pub use manage::{check_name, check_subject};
 pub use permission::{Action, Actions, Permission, ResourceScope, Scope, ScopeError};
-pub use policy::{Caller, CallerKind, Policy};
+pub use policy::{Caller, CallerKind, Policy, PullRule};
 pub use workload::{JwksSource, TrustedIssuer, Workloads};
 
 pub type Result<T, E = AccessError> = std::result::Result<T, E>;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use agent_registry_metadata::access::{
-    GrantRecord, PrincipalKind, PrincipalRecord, TokenKind, TokenRecord,
+    GrantRecord, PrincipalKind, PrincipalRecord, PullPolicyRecord, TokenKind, TokenRecord,
 };
 use agent_registry_oci::{RepoName, RepoPattern};
 
@@ -181,6 +181,22 @@ impl Access {
     pub async fn set_visibility(&self, repo: &RepoName, public: bool) -> Result<()> {
         self.0.store.set_visibility(repo, public).await?;
         self.changed().await
+    }
+
+    /// Sets the pull policy of `pattern` (its trusted keys as PEM, checked by the caller).
+    pub async fn set_pull_policy(&self, policy: PullPolicyRecord) -> Result<()> {
+        self.0.store.put_pull_policy(policy).await?;
+        self.changed().await
+    }
+
+    pub async fn remove_pull_policy(&self, pattern: &RepoPattern) -> Result<bool> {
+        let removed = self.0.store.delete_pull_policy(pattern).await?;
+        self.changed().await?;
+        Ok(removed)
+    }
+
+    pub async fn pull_policies(&self) -> Result<Vec<PullPolicyRecord>> {
+        Ok(self.0.store.policy().await?.pull_policies)
     }
 
     pub async fn is_public(&self, repo: &RepoName) -> bool {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use agent_registry_metadata::access::{PolicyRecords, Readable};
+use agent_registry_oci::signature::PublicKey;
 use agent_registry_oci::{RepoName, RepoPattern};
 
 use crate::permission::{Action, Actions, Permission, Scope};
@@ -94,13 +95,25 @@ struct Grant {
     actions: Actions,
 }
 
-/// The grants and visibility settings in force, as of `version`.
+/// What a pulled manifest must satisfy in the repositories `pattern` matches.
+#[derive(Debug, Clone)]
+pub struct PullRule {
+    pub pattern: RepoPattern,
+    /// Only manifests with a valid signature by one of `keys`.
+    pub signed_only: bool,
+    /// The policy's own trusted keys; empty means the registry's.
+    pub keys: Arc<[PublicKey]>,
+}
+
+/// The grants, visibility settings and pull rules in force, as of `version`.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     pub version: i64,
     public_by_default: bool,
     grants: Vec<Grant>,
     visibility: HashMap<RepoName, bool>,
+    /// Most specific first: single repositories, then longer prefixes before shorter.
+    pull_rules: Vec<PullRule>,
 }
 
 impl Policy {
@@ -122,12 +135,35 @@ impl Policy {
                 }
             })
             .collect();
+        let mut pull_rules: Vec<PullRule> = records
+            .pull_policies
+            .into_iter()
+            .map(|p| PullRule {
+                // Keys were checked when the policy was set; one this build cannot read
+                // trusts nothing rather than something else.
+                keys: PublicKey::parse_pem(&p.trusted_keys)
+                    .unwrap_or_default()
+                    .into(),
+                pattern: p.pattern,
+                signed_only: p.signed_only,
+            })
+            .collect();
+        pull_rules.sort_by_key(|r| match r.pattern.prefix() {
+            None => (0, 0),
+            Some(prefix) => (1, usize::MAX - prefix.len()),
+        });
         Policy {
             version: records.version,
             public_by_default,
             grants,
             visibility: records.visibility.into_iter().collect(),
+            pull_rules,
         }
+    }
+
+    /// The pull rule for `repo`: the most specific pattern that matches it.
+    pub fn pull_rule(&self, repo: &RepoName) -> Option<&PullRule> {
+        self.pull_rules.iter().find(|r| r.pattern.matches(repo))
     }
 
     pub fn is_public(&self, repo: &RepoName) -> bool {
@@ -217,7 +253,7 @@ fn narrower(a: &RepoPattern, b: &RepoPattern) -> Option<RepoPattern> {
 
 #[cfg(test)]
 mod tests {
-    use agent_registry_metadata::access::GrantRecord;
+    use agent_registry_metadata::access::{GrantRecord, PullPolicyRecord};
 
     use super::*;
 
@@ -255,9 +291,28 @@ mod tests {
                     grant("bob", "team/a", "read"),
                 ],
                 visibility: vec![(repo("open"), true)],
+                pull_policies: ["*", "team/*", "team/prod", "team/prod/*"]
+                    .into_iter()
+                    .map(|p| PullPolicyRecord {
+                        pattern: pattern(p),
+                        signed_only: p != "team/*",
+                        trusted_keys: String::new(),
+                    })
+                    .collect(),
             },
             false,
         )
+    }
+
+    #[test]
+    fn a_repository_takes_the_pull_rule_of_its_most_specific_pattern() {
+        let p = policy();
+        let rule = |r: &str| p.pull_rule(&repo(r)).map(|r| r.pattern.to_string());
+        assert_eq!(rule("team/prod").as_deref(), Some("team/prod"));
+        assert_eq!(rule("team/prod/x").as_deref(), Some("team/prod/*"));
+        assert_eq!(rule("team/a").as_deref(), Some("team/*"));
+        assert_eq!(rule("other").as_deref(), Some("*"));
+        assert!(!p.pull_rule(&repo("team/a")).is_some_and(|r| r.signed_only));
     }
 
     #[test]

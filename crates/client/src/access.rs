@@ -2,8 +2,8 @@
 //! tokens, permissions, repository visibility and the access log.
 
 use agent_registry_oci::access::{
-    Grant, GrantFilter, LogFilter, LogLine, NewToken, NewUser, Repository, SetVisibility, Token,
-    TokenFilter, User, WhoAmI,
+    Grant, GrantFilter, LogFilter, LogLine, NewToken, NewUser, PullPolicy, Repository,
+    SetVisibility, Token, TokenFilter, User, WhoAmI,
 };
 
 use reqwest::{Response, StatusCode};
@@ -128,6 +128,44 @@ impl Client {
             .await?;
         self.api_json(&format!("setting the visibility of {name}"), response)
             .await
+    }
+
+    /// Pull policies; with `repository`, only the one for exactly that pattern.
+    pub async fn pull_policies(&self, repository: Option<&str>) -> Result<Vec<PullPolicy>> {
+        let url = self.url("/api/v1/policies")?;
+        let query: Vec<(&str, &str)> = repository.map(|r| ("repository", r)).into_iter().collect();
+        let response = self
+            .send(&[], |http| http.get(url.clone()).query(&query))
+            .await?;
+        self.api_json("listing pull policies", response).await
+    }
+
+    pub async fn set_pull_policy(&self, policy: &PullPolicy) -> Result<PullPolicy> {
+        let url = self.url("/api/v1/policies")?;
+        let response = self
+            .send(&[], |http| http.put(url.clone()).json(policy))
+            .await?;
+        self.api_json(
+            &format!("setting the pull policy for {}", policy.repository),
+            response,
+        )
+        .await
+    }
+
+    pub async fn remove_pull_policy(&self, repository: &str) -> Result<()> {
+        let url = self.url("/api/v1/policies")?;
+        let response = self
+            .send(&[], |http| {
+                http.delete(url.clone())
+                    .query(&[("repository", repository)])
+            })
+            .await?;
+        self.api_check(
+            &format!("removing the pull policy for {repository}"),
+            response,
+        )
+        .await?;
+        Ok(())
     }
 
     pub async fn access_logs(&self, filter: &LogFilter) -> Result<Vec<LogLine>> {

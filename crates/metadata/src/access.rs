@@ -111,6 +111,18 @@ pub struct PolicyRecords {
     pub grants: Vec<GrantRecord>,
     /// Repositories whose visibility was set; the others have the configured default.
     pub visibility: Vec<(RepoName, bool)>,
+    pub pull_policies: Vec<PullPolicyRecord>,
+}
+
+/// What must hold of a manifest before it may be pulled from the repositories `pattern`
+/// matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullPolicyRecord {
+    pub pattern: RepoPattern,
+    /// Only manifests with a valid signature by a trusted key.
+    pub signed_only: bool,
+    /// The trusted public keys, PEM; empty means the registry's own list.
+    pub trusted_keys: String,
 }
 
 /// One line of the access log.
@@ -177,6 +189,9 @@ pub trait AccessStore: std::fmt::Debug + Send + Sync + 'static {
     async fn put_grant(&self, grant: GrantRecord) -> Result<()>;
     async fn delete_grant(&self, subject: &str, pattern: &RepoPattern) -> Result<bool>;
     async fn set_visibility(&self, repo: &RepoName, public: bool) -> Result<()>;
+    /// Sets the pull policy of a pattern, replacing the one it had.
+    async fn put_pull_policy(&self, policy: PullPolicyRecord) -> Result<()>;
+    async fn delete_pull_policy(&self, pattern: &RepoPattern) -> Result<bool>;
 
     /// Appends to the access log. Bookkeeping: not synced before it returns.
     async fn record_access(&self, events: Vec<AccessEvent>) -> Result<()>;

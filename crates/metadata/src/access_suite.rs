@@ -4,7 +4,7 @@ use agent_registry_oci::{RepoName, RepoPattern};
 
 use crate::access::{
     AccessEvent, AccessLogQuery, AccessStore, GrantRecord, PrincipalKind, PrincipalRecord,
-    Readable, TokenKind, TokenRecord,
+    PullPolicyRecord, Readable, TokenKind, TokenRecord,
 };
 use crate::{MetadataStore, Search};
 
@@ -46,6 +46,7 @@ fn token(id: &str, owner: &str, kind: TokenKind) -> TokenRecord {
 pub async fn run_all<S: AccessStore + MetadataStore>(store: &S) {
     principals_and_tokens_round_trip(store).await;
     policy_changes_move_the_version(store).await;
+    pull_policies_round_trip_and_move_the_version(store).await;
     access_log_filters_and_prunes(store).await;
     shared_secrets_are_kept_once(store).await;
     search_shows_only_readable_repositories(store).await;
@@ -179,6 +180,66 @@ async fn policy_changes_move_the_version(store: &dyn AccessStore) {
             .expect("gone")
     );
     assert!(store.access_version().await.expect("version") > policy.version);
+}
+
+async fn pull_policies_round_trip_and_move_the_version(store: &dyn AccessStore) {
+    let v0 = store.access_version().await.expect("version");
+    let team = PullPolicyRecord {
+        pattern: pattern("team/*"),
+        signed_only: true,
+        trusted_keys: "-----BEGIN PUBLIC KEY-----\nAA==\n-----END PUBLIC KEY-----\n".into(),
+    };
+    let one = PullPolicyRecord {
+        pattern: pattern("team/one"),
+        signed_only: false,
+        trusted_keys: String::new(),
+    };
+    store.put_pull_policy(team.clone()).await.expect("put");
+    store.put_pull_policy(one.clone()).await.expect("put");
+    let v1 = store.access_version().await.expect("version");
+    assert!(v1 > v0, "a new policy moves the version");
+    assert_eq!(
+        store.policy().await.expect("policy").pull_policies,
+        vec![team.clone(), one.clone()]
+    );
+    // Setting a pattern again replaces its policy.
+    let replaced = PullPolicyRecord {
+        trusted_keys: String::new(),
+        ..team
+    };
+    store
+        .put_pull_policy(replaced.clone())
+        .await
+        .expect("replace");
+    let policy = store.policy().await.expect("policy");
+    assert!(policy.version > v1);
+    assert_eq!(policy.pull_policies, vec![replaced, one]);
+    assert!(
+        store
+            .delete_pull_policy(&pattern("team/*"))
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !store
+            .delete_pull_policy(&pattern("team/*"))
+            .await
+            .expect("gone")
+    );
+    assert!(
+        store
+            .delete_pull_policy(&pattern("team/one"))
+            .await
+            .expect("delete")
+    );
+    assert!(
+        store
+            .policy()
+            .await
+            .expect("policy")
+            .pull_policies
+            .is_empty()
+    );
 }
 
 async fn access_log_filters_and_prunes(store: &dyn AccessStore) {

@@ -172,3 +172,20 @@ pub struct LogLine {
     pub status: u16,
     pub client: Option<String>,
 }
+
+/// `GET`/`PUT /api/v1/policies`: what a manifest must satisfy before it is pulled from the
+/// repositories `repository` (a name, `team/*` or `*`) matches. The most specific pattern
+/// that matches a repository is its policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullPolicy {
+    pub repository: String,
+    /// Only manifests with a valid signature by a trusted key (cosign's format).
+    pub signed_only: bool,
+    /// Trusted public keys, PEM; none: the registry's own (`signing.trusted_keys`).
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+    /// The ids of the trusted keys (set by the registry; ignored in requests).
+    #[serde(default)]
+    pub key_ids: Vec<String>,
+}

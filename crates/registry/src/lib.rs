@@ -13,6 +13,7 @@ mod hashing;
 pub mod health;
 pub mod listing;
 pub mod manifest;
+pub mod signatures;
 pub mod stats;
 pub mod upload;
 

@@ -108,6 +108,15 @@ pub struct Config {
     pub notifications: NotificationsConfig,
     /// Serve HTTPS with this certificate and key (absent: plain HTTP).
     pub tls: Option<TlsConfig>,
+    pub signing: SigningConfig,
+}
+
+/// Image signatures: the keys `signed_only` pull policies trust when they name none.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SigningConfig {
+    /// PEM files of public keys (as `cosign.pub` or `agent key generate`'s `.pub`).
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -533,6 +542,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             notifications: NotificationsConfig::default(),
             tls: None,
+            signing: SigningConfig::default(),
         }
     }
 }

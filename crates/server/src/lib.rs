@@ -18,6 +18,7 @@ mod routes;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tls;
+mod trust;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub notifier: Option<Arc<notify::Notifier>>,
     /// The recent log; `None` until the binary (or a test harness) installs the capture.
     pub logs: Option<Arc<logs::LogStore>>,
+    /// Pull policies' signature checks.
+    pub trust: Arc<trust::Trust>,
 }
 
 impl AppState {
@@ -105,9 +108,11 @@ impl AppState {
         let notifier = notify::Notifier::start(&config.notifications, root)
             .await?
             .map(Arc::new);
+        let trust = Arc::new(trust::Trust::load(&config.signing)?);
         Ok(AppState {
             registry,
             access,
+            trust,
             config: Arc::new(config),
             started: std::time::Instant::now(),
             metrics,

@@ -71,6 +71,10 @@ Examples:
     /// What a registry holds for an image, without pulling it.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Pull policies: what an image must satisfy before the registry serves it
+    /// (administrators).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// What the registry has been doing: counts, bytes and levels over a period, each with
     /// a sparkline (administrators).
     #[command(
@@ -189,6 +193,52 @@ Examples:
         /// A public key to check signatures with (PEM); repeatable.
         #[arg(long, value_name = "PUB")]
         key: Vec<std::path::PathBuf>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// The pull policies in force.
+    #[command(
+        after_help = "Example:\n  agent registry policy list --registry localhost:5000 -o json"
+    )]
+    List {
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Set the pull policy of a repository or namespace, replacing the one it had.
+    #[command(
+        after_help = "A repository's policy is the one of the most specific pattern that
+matches it: team/agent before team/*, team/* before *. Under --signed-only, docker, podman,
+skopeo and agent pulls of a manifest are refused (403 DENIED, saying why) unless one of its
+signatures (cosign's format: agent push --sign, cosign sign --key) verifies with a trusted key
+and signs that very manifest. Without --key the registry's own keys (signing.trusted_keys in
+its configuration) are trusted. Signatures, SBOMs and other attachments stay readable.
+
+Examples:
+  agent registry policy set --repository 'team/*' --signed-only --key team.pub
+  agent registry policy set --repository localhost:5000/prod/agent --signed-only"
+    )]
+    Set {
+        /// A repository, `team/*` or `*`, optionally with its registry.
+        #[arg(long, value_name = "PATTERN")]
+        repository: String,
+        /// Serve only manifests signed by a trusted key.
+        #[arg(long, required = true)]
+        signed_only: bool,
+        /// A trusted public key (PEM, as cosign.pub); repeatable.
+        #[arg(long, value_name = "PUB")]
+        key: Vec<std::path::PathBuf>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Remove the pull policy of a pattern.
+    #[command(after_help = "Example:\n  agent registry policy remove --repository 'team/*'")]
+    Remove {
+        #[arg(long, value_name = "PATTERN")]
+        repository: String,
         #[command(flatten)]
         registry: RegistryArgs,
     },
@@ -374,6 +424,71 @@ fn split_registry(image: &str) -> (Option<&str>, &str) {
 }
 
 /// The client for `repository`'s registry, and the repository without its host.
+async fn policy(ctx: &Context, command: PolicyCommand) -> anyhow::Result<()> {
+    let shown = match command {
+        PolicyCommand::List { registry } => {
+            let (client, _) = client_for(ctx, None, &registry)?;
+            client.pull_policies(None).await?
+        }
+        PolicyCommand::Set {
+            repository,
+            signed_only,
+            key,
+            registry,
+        } => {
+            let (client, pattern) = client_for(ctx, Some(&repository), &registry)?;
+            let mut trusted_keys = Vec::new();
+            for path in &key {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+                // Checked here too, so a wrong file is named before anything is sent.
+                agent_registry_oci::signature::PublicKey::parse_pem(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                trusted_keys.push(text);
+            }
+            let set = agent_registry_oci::access::PullPolicy {
+                repository: pattern.unwrap_or_default().to_owned(),
+                signed_only,
+                trusted_keys,
+                key_ids: Vec::new(),
+            };
+            vec![client.set_pull_policy(&set).await?]
+        }
+        PolicyCommand::Remove {
+            repository,
+            registry,
+        } => {
+            let (client, pattern) = client_for(ctx, Some(&repository), &registry)?;
+            let pattern = pattern.unwrap_or_default();
+            client.remove_pull_policy(pattern).await?;
+            if ctx.output == Format::Table {
+                println!("removed the pull policy for {pattern}");
+            }
+            return Ok(());
+        }
+    };
+    match ctx.output {
+        Format::Json => output::json(&shown),
+        Format::Table => output::table(
+            &["REPOSITORY", "SIGNED ONLY", "TRUSTED KEYS"],
+            &shown
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.repository.clone(),
+                        p.signed_only.to_string(),
+                        if p.key_ids.is_empty() {
+                            "the registry's".to_owned()
+                        } else {
+                            p.key_ids.join(", ")
+                        },
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        ),
+    }
+}
+
 fn client_for<'a>(
     ctx: &Context,
     repository: Option<&'a str>,
@@ -435,6 +550,7 @@ pub async fn run(ctx: &Context, command: RegistryCommand) -> anyhow::Result<()> 
         RegistryCommand::Image(ImageCommand::Info { image, registry }) => {
             super::image_info::info(ctx, &image, &registry).await
         }
+        RegistryCommand::Policy(c) => policy(ctx, c).await,
         RegistryCommand::Image(ImageCommand::Signatures {
             image,
             key,

@@ -485,3 +485,196 @@ async fn signatures_are_cosign_format_and_openssl_agrees_both_ways() {
         "{with_ours_only}"
     );
 }
+
+/// Runs `program` and returns (success, stdout + stderr).
+async fn attempt(program: &str, args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{program} could not start ({e}); scripts/test installs it"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A busybox image with a marker, pushed by docker as `host/repo:<unique>` and removed from
+/// docker again.
+async fn docker_image(host: &str, repo: &str, dir: &Path) -> String {
+    let marker = crate::support::unique().to_string();
+    let tar = crate::support::rootfs_tar(dir, &marker).await;
+    let image = format!("{host}/{repo}:{marker}");
+    run_ok("docker", &["import", &tar.to_string_lossy(), &image]).await;
+    run_ok("docker", &["push", "-q", &image]).await;
+    run_ok("docker", &["rmi", &image]).await;
+    image
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs docker with dockerd running, and podman: run scripts/test"]
+async fn a_signed_only_policy_refuses_exactly_the_unsigned_images_to_docker_podman_and_agent() {
+    let server = TestServer::start().await;
+    let host = server.host().to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = Agent::new();
+    let (team, other) = (dir.path().join("team"), dir.path().join("other"));
+    generate(&agent, &team).await;
+    generate(&agent, &other).await;
+    let signed = docker_image(&host, "prod/agent", dir.path()).await;
+    let unsigned = docker_image(&host, "prod/agent", dir.path()).await;
+    let wrong_key = docker_image(&host, "prod/tool", dir.path()).await;
+    let elsewhere = docker_image(&host, "dev/agent", dir.path()).await;
+    for (image, key) in [(&signed, &team), (&wrong_key, &other)] {
+        agent.run(&["pull", image]).await.ok();
+        agent
+            .run(&["push", image, "--sign", "--key", &path(key, "key")])
+            .await
+            .ok();
+    }
+
+    // A policy needs keys: none given and none configured is refused.
+    let run = agent
+        .run(&[
+            "registry",
+            "policy",
+            "set",
+            "--repository",
+            &format!("{host}/prod/*"),
+            "--signed-only",
+        ])
+        .await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("signed_only needs trusted keys"),
+        "{}",
+        run.stderr
+    );
+    agent
+        .run(&[
+            "registry",
+            "policy",
+            "set",
+            "--repository",
+            &format!("{host}/prod/*"),
+            "--signed-only",
+            "--key",
+            &path(&team, "pub"),
+        ])
+        .await
+        .ok();
+    let listed = agent
+        .run(&[
+            "registry",
+            "policy",
+            "list",
+            "--registry",
+            &host,
+            "-o",
+            "json",
+        ])
+        .await
+        .ok()
+        .json();
+    assert_eq!(listed[0]["repository"], "prod/*", "{listed}");
+    assert_eq!(listed[0]["signed_only"], true);
+
+    let podman_root = dir.path().join("podman");
+    let podman_root = podman_root.to_string_lossy();
+    let podman_run = dir.path().join("podman-run");
+    let podman_run = podman_run.to_string_lossy();
+    let pulls = |image: String| {
+        let podman_root = podman_root.clone();
+        let podman_run = podman_run.clone();
+        async move {
+            let docker = attempt("docker", &["pull", "-q", &image]).await;
+            let _ = attempt("docker", &["rmi", &image]).await;
+            let podman = attempt(
+                "podman",
+                &[
+                    "--root",
+                    &podman_root,
+                    "--runroot",
+                    &podman_run,
+                    "--storage-driver",
+                    "vfs",
+                    "pull",
+                    "-q",
+                    "--tls-verify=false",
+                    &image,
+                ],
+            )
+            .await;
+            let fresh = Agent::new();
+            let run = fresh.run(&["pull", &image]).await;
+            let ours = (run.code == 0, format!("{}{}", run.stdout, run.stderr));
+            [("docker", docker), ("podman", podman), ("agent", ours)]
+        }
+    };
+    for (client, (ok, out)) in pulls(signed.clone()).await {
+        assert!(ok, "{client} pulls the signed image: {out}");
+    }
+    for (client, (ok, out)) in pulls(elsewhere.clone()).await {
+        assert!(
+            ok,
+            "{client} pulls an unsigned image outside the policy: {out}"
+        );
+    }
+    for (image, why) in [
+        (&unsigned, "is not signed"),
+        (&wrong_key, "no signature of"),
+    ] {
+        for (client, (ok, out)) in pulls(image.clone()).await {
+            assert!(!ok, "{client} refused {image}");
+            assert!(out.to_lowercase().contains("denied"), "{client}: {out}");
+            // docker and podman print the registry's message as it came.
+            assert!(out.contains(why), "{client} says why: {out}");
+        }
+    }
+    // The signatures stay readable under the policy, for verifiers.
+    let pulled = Agent::new()
+        .run(&[
+            "pull",
+            &signed,
+            "--verify-signature",
+            "--key",
+            &path(&team, "pub"),
+            "-o",
+            "json",
+        ])
+        .await
+        .ok()
+        .json();
+    assert!(pulled["verified_by"].is_string());
+
+    // Without the policy, the unsigned image pulls again.
+    agent
+        .run(&[
+            "registry",
+            "policy",
+            "remove",
+            "--repository",
+            &format!("{host}/prod/*"),
+        ])
+        .await
+        .ok();
+    let run = agent
+        .run(&[
+            "registry",
+            "policy",
+            "remove",
+            "--repository",
+            &format!("{host}/prod/*"),
+        ])
+        .await;
+    assert!(
+        run.stderr.contains("there is no pull policy for prod/*"),
+        "{}",
+        run.stderr
+    );
+    for (client, (ok, out)) in pulls(unsigned.clone()).await {
+        assert!(ok, "{client} pulls once the policy is gone: {out}");
+    }
+}

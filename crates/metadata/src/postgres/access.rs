@@ -8,7 +8,7 @@ use tokio_postgres::types::ToSql;
 use super::{PostgresStore, begin, db_err, exec, lock_catalogue, now, parse, row, rows, snapshot};
 use crate::access::{
     AccessEvent, AccessLogQuery, AccessStore, GrantRecord, PolicyRecords, PrincipalKind,
-    PrincipalRecord, TokenKind, TokenRecord,
+    PrincipalRecord, PullPolicyRecord, TokenKind, TokenRecord,
 };
 use crate::{MetadataError, Result};
 
@@ -260,11 +260,28 @@ impl AccessStore for PostgresStore {
             .iter()
             .map(|r| Ok((parse::<RepoName>(doing, r.get(0))?, r.get(1))))
             .collect::<Result<_>>()?;
+        let pull_policies = rows(
+            &tx,
+            doing,
+            "SELECT pattern, signed_only, trusted_keys FROM pull_policies ORDER BY pattern",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(PullPolicyRecord {
+                pattern: parse::<RepoPattern>(doing, r.get(0))?,
+                signed_only: r.get(1),
+                trusted_keys: r.get(2),
+            })
+        })
+        .collect::<Result<_>>()?;
         tx.commit().await.map_err(db_err(doing))?;
         Ok(PolicyRecords {
             version,
             grants,
             visibility,
+            pull_policies,
         })
     }
 
@@ -288,6 +305,33 @@ impl AccessStore for PostgresStore {
             "deleting a grant",
             "DELETE FROM grants WHERE subject = $1 AND pattern = $2",
             &[&subject, &pattern.as_str()],
+        )
+        .await?;
+        Ok(n > 0)
+    }
+
+    async fn put_pull_policy(&self, p: PullPolicyRecord) -> Result<()> {
+        let c = self.client().await?;
+        exec(
+            &c,
+            "saving a pull policy",
+            "INSERT INTO pull_policies (pattern, signed_only, trusted_keys, created_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (pattern) DO UPDATE SET signed_only = excluded.signed_only,
+                 trusted_keys = excluded.trusted_keys",
+            &[&p.pattern.as_str(), &p.signed_only, &p.trusted_keys, &now()],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn delete_pull_policy(&self, pattern: &RepoPattern) -> Result<bool> {
+        let c = self.client().await?;
+        let n = exec(
+            &c,
+            "deleting a pull policy",
+            "DELETE FROM pull_policies WHERE pattern = $1",
+            &[&pattern.as_str()],
         )
         .await?;
         Ok(n > 0)

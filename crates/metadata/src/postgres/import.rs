@@ -135,6 +135,15 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
     ),
     ("visibility", &[("repo", Text), ("public", Bool)]),
     (
+        "pull_policies",
+        &[
+            ("pattern", Text),
+            ("signed_only", Bool),
+            ("trusted_keys", Text),
+            ("created_at", BigInt),
+        ],
+    ),
+    (
         "access_log",
         &[
             ("at", BigInt),

@@ -17,7 +17,8 @@ use crate::Result;
 /// The advisory lock key migrations run under ("agentreg" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6167_656e_7472_6567;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 
 CREATE TABLE repositories (
@@ -218,7 +219,20 @@ BEGIN
 END $$;
 CREATE TRIGGER visibility_to_agents AFTER INSERT OR UPDATE OR DELETE ON visibility
     FOR EACH ROW EXECUTE FUNCTION visibility_to_agents();
-"#];
+"#,
+    r#"
+-- Pull policies: what must hold of a manifest before it is served from the repositories a
+-- pattern matches. Part of the access policy, so changes move access_version.
+CREATE TABLE pull_policies (
+    pattern      TEXT COLLATE "C" PRIMARY KEY,
+    signed_only  BOOLEAN NOT NULL,
+    trusted_keys TEXT NOT NULL,
+    created_at   BIGINT NOT NULL
+);
+CREATE TRIGGER pull_policies_changed AFTER INSERT OR UPDATE OR DELETE ON pull_policies
+    FOR EACH ROW EXECUTE FUNCTION access_changed();
+"#,
+];
 
 /// Applies the migrations not yet run.
 pub(super) async fn migrate(client: &mut Client) -> Result<()> {

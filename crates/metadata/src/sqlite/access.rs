@@ -9,7 +9,7 @@ use super::{SqliteStore, bad_value, db_err, parse_repo};
 use crate::Result;
 use crate::access::{
     AccessEvent, AccessLogQuery, AccessStore, GrantRecord, PolicyRecords, PrincipalKind,
-    PrincipalRecord, TokenKind, TokenRecord,
+    PrincipalRecord, PullPolicyRecord, TokenKind, TokenRecord,
 };
 
 const PRINCIPAL_COLUMNS: &str = "name, kind, admin, groups, password_hash, created_at";
@@ -100,10 +100,24 @@ fn policy(c: &Connection) -> Result<PolicyRecords> {
             .prepare_cached("SELECT repo, public FROM visibility")?
             .query_map([], |r| Ok((parse_repo(r.get(0)?)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
+        let pull_policies = c
+            .prepare_cached(
+                "SELECT pattern, signed_only, trusted_keys FROM pull_policies ORDER BY pattern",
+            )?
+            .query_map([], |r| {
+                let pattern: String = r.get(0)?;
+                Ok(PullPolicyRecord {
+                    pattern: pattern.parse::<RepoPattern>().map_err(bad_value)?,
+                    signed_only: r.get(1)?,
+                    trusted_keys: r.get(2)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
         Ok(PolicyRecords {
             version,
             grants,
             visibility,
+            pull_policies,
         })
     };
     let result = read();
@@ -279,6 +293,42 @@ impl AccessStore for SqliteStore {
                 )
                 .map_err(db_err("setting visibility"))?;
                 Ok(())
+            })
+            .await
+    }
+
+    async fn put_pull_policy(&self, p: PullPolicyRecord) -> Result<()> {
+        self.writer
+            .run(true, move |tx| {
+                tx.execute(
+                    "INSERT INTO pull_policies (pattern, signed_only, trusted_keys, created_at)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (pattern) DO UPDATE SET signed_only = excluded.signed_only,
+                         trusted_keys = excluded.trusted_keys",
+                    params![
+                        p.pattern.as_str(),
+                        p.signed_only,
+                        p.trusted_keys,
+                        super::now()
+                    ],
+                )
+                .map_err(db_err("saving a pull policy"))?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn delete_pull_policy(&self, pattern: &RepoPattern) -> Result<bool> {
+        let pattern = pattern.as_str().to_owned();
+        self.writer
+            .run(true, move |tx| {
+                let n = tx
+                    .execute(
+                        "DELETE FROM pull_policies WHERE pattern = ?1",
+                        params![pattern],
+                    )
+                    .map_err(db_err("deleting a pull policy"))?;
+                Ok(n > 0)
             })
             .await
     }

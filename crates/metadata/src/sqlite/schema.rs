@@ -231,6 +231,19 @@ CREATE TRIGGER visibility_agents_d AFTER DELETE ON visibility BEGIN
     UPDATE agents SET public = NULL WHERE repo = OLD.repo;
 END;
 "#,
+    r#"
+-- Pull policies: what must hold of a manifest before it is served from the repositories a
+-- pattern matches. Part of the access policy, so changes move access_version.
+CREATE TABLE pull_policies (
+    pattern      TEXT PRIMARY KEY,
+    signed_only  INTEGER NOT NULL,
+    trusted_keys TEXT NOT NULL,    -- PEM public keys; empty: the registry's own list
+    created_at   INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER pull_policies_changed_i AFTER INSERT ON pull_policies BEGIN UPDATE access_version SET version = version + 1; END;
+CREATE TRIGGER pull_policies_changed_u AFTER UPDATE ON pull_policies BEGIN UPDATE access_version SET version = version + 1; END;
+CREATE TRIGGER pull_policies_changed_d AFTER DELETE ON pull_policies BEGIN UPDATE access_version SET version = version + 1; END;
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

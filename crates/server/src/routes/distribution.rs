@@ -265,7 +265,7 @@ async fn route(state: AppState, endpoint: Endpoint, req: Request, body: Body) ->
         (Endpoint::Catalog, Method::GET) => catalog::list(&state, &req).await,
         (Endpoint::TagsList { name }, Method::GET) => tags::list(registry, &name, &req).await,
         (Endpoint::Manifest { name, reference }, Method::GET | Method::HEAD) => {
-            manifests::get(registry, &name, &reference, &req).await
+            manifests::get(&state, &name, &reference, &req).await
         }
         (Endpoint::Manifest { name, reference }, Method::PUT) => {
             manifests::put(registry, &name, &reference, &req, body).await

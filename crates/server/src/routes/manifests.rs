@@ -9,21 +9,24 @@ use http_body_util::BodyExt;
 
 use super::distribution::{Request, empty};
 use super::{content_length, header_str, set_header};
+use crate::AppState;
 use crate::endpoint;
 use crate::error::ApiResult;
 
-pub async fn get(
-    registry: &Registry,
-    name: &RepoName,
-    reference: &str,
-    req: &Request,
-) -> ApiResult {
+pub async fn get(state: &AppState, name: &RepoName, reference: &str, req: &Request) -> ApiResult {
+    let registry = &state.registry;
     let reference = endpoint::reference(reference)?;
     let manifest = registry.manifest(name, &reference).await?;
     let len = manifest.content.len();
     let mut response = if req.method == Method::HEAD {
         Response::new(Body::empty())
     } else {
+        // Pull policies apply to pulls; HEAD tells only what the reference points at.
+        let policy = state.access.policy().await;
+        state
+            .trust
+            .check(registry, &policy, name, &manifest)
+            .await?;
         // A GET is a pull; HEAD is how clients poll for changes, and does not count.
         if let Some(client) = req.client {
             registry.count_download(name, &client.to_string());

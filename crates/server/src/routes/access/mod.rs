@@ -8,6 +8,7 @@
 mod accounts;
 mod grants;
 pub(super) mod logs;
+mod policies;
 
 use agent_registry_access::Caller;
 use agent_registry_oci::ErrorCode;
@@ -25,6 +26,7 @@ pub fn routes() -> Router<AppState> {
     accounts::routes()
         .merge(grants::routes())
         .merge(logs::routes())
+        .merge(policies::routes())
 }
 
 fn who(w: Option<Extension<Who>>) -> Who {
