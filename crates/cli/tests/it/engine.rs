@@ -2,18 +2,15 @@
 //! service) from our registry, and containers run there. Ignored by default: they need
 //! dockerd running and podman installed (scripts/test sees to both).
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use agent_registry_server::testing::TestServer;
 
 use crate::support::{
-    Agent, Fault, FaultProxy, Tmpfs, noise, push_image, rootfs_tar, run_ok, unique,
+    Agent, Fault, FaultProxy, Tmpfs, docker_image, noise, push_image, rootfs_tar, run_ok, unique,
 };
 
-/// Pushes a busybox image with a marker file to `host` with docker, then removes it from
-/// docker, so an engine pull has to fetch it. Returns its name.
 /// The digest the registry at `host` holds for `repo:tag`, asked as a pull would ask.
 async fn stored_digest(host: &str, repo: &str, tag: &str) -> String {
     let stored = reqwest::Client::new()
@@ -32,21 +29,18 @@ async fn stored_digest(host: &str, repo: &str, tag: &str) -> String {
         .to_owned()
 }
 
-async fn busybox_image(host: &str, dir: &Path, marker: &str) -> String {
-    let tar = rootfs_tar(dir, marker).await;
-    let image = format!("{host}/engine/busybox:{}", unique());
-    run_ok("docker", &["import", &tar.to_string_lossy(), &image]).await;
-    run_ok("docker", &["push", "-q", &image]).await;
-    run_ok("docker", &["rmi", &image]).await;
-    image
-}
-
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs docker with dockerd running: run scripts/test"]
 async fn agent_run_pulls_into_docker_as_the_policy_says_and_runs_the_image() {
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let image = busybox_image(server.host(), dir.path(), "hello from the agent").await;
+    let image = docker_image(
+        server.host(),
+        "engine/busybox",
+        dir.path(),
+        "hello from the agent",
+    )
+    .await;
     let agent = Agent::new();
     let events = agent.home.path().join("events.jsonl");
     let events_arg = events.to_string_lossy().into_owned();
@@ -138,7 +132,13 @@ async fn agent_run_pulls_into_docker_as_the_policy_says_and_runs_the_image() {
 async fn agent_run_works_on_podmans_api_service() {
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let image = busybox_image(server.host(), dir.path(), "hello from podman").await;
+    let image = docker_image(
+        server.host(),
+        "engine/busybox",
+        dir.path(),
+        "hello from podman",
+    )
+    .await;
     // Podman talks TLS to registries unless told otherwise: mark ours insecure for the service.
     let conf = dir.path().join("registries.conf");
     std::fs::write(
@@ -377,7 +377,7 @@ async fn engine_pull_failures_are_classified_for_each_registry_fault() {
 
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let image = busybox_image(server.host(), dir.path(), "faults").await;
+    let image = docker_image(server.host(), "engine/busybox", dir.path(), "faults").await;
     let path = image.split_once('/').map_or("", |(_, p)| p).to_owned();
     let limited = FaultProxy::start(&server.url, Fault::AlwaysRateLimit).await;
     let r = ensure(format!("{}/{path}", limited.host()), &[]).await;

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use crate::support::{Agent, files_under, noise, push_image, run_ok, sha256};
+use crate::support::{Agent, docker_image, files_under, noise, push_image, run_ok, sha256};
 
 /// An agent that pulled `image` (so it can push it back with `--sign`).
 async fn agent_holding(image: &str) -> Agent {
@@ -501,18 +501,6 @@ async fn attempt(program: &str, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// A busybox image with a marker, pushed by docker as `host/repo:<unique>` and removed from
-/// docker again.
-async fn docker_image(host: &str, repo: &str, dir: &Path) -> String {
-    let marker = crate::support::unique().to_string();
-    let tar = crate::support::rootfs_tar(dir, &marker).await;
-    let image = format!("{host}/{repo}:{marker}");
-    run_ok("docker", &["import", &tar.to_string_lossy(), &image]).await;
-    run_ok("docker", &["push", "-q", &image]).await;
-    run_ok("docker", &["rmi", &image]).await;
-    image
-}
-
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs docker with dockerd running, and podman: run scripts/test"]
 async fn a_signed_only_policy_refuses_exactly_the_unsigned_images_to_docker_podman_and_agent() {
@@ -523,10 +511,10 @@ async fn a_signed_only_policy_refuses_exactly_the_unsigned_images_to_docker_podm
     let (team, other) = (dir.path().join("team"), dir.path().join("other"));
     generate(&agent, &team).await;
     generate(&agent, &other).await;
-    let signed = docker_image(&host, "prod/agent", dir.path()).await;
-    let unsigned = docker_image(&host, "prod/agent", dir.path()).await;
-    let wrong_key = docker_image(&host, "prod/tool", dir.path()).await;
-    let elsewhere = docker_image(&host, "dev/agent", dir.path()).await;
+    let signed = docker_image(&host, "prod/agent", dir.path(), "signed").await;
+    let unsigned = docker_image(&host, "prod/agent", dir.path(), "unsigned").await;
+    let wrong_key = docker_image(&host, "prod/tool", dir.path(), "other key").await;
+    let elsewhere = docker_image(&host, "dev/agent", dir.path(), "elsewhere").await;
     for (image, key) in [(&signed, &team), (&wrong_key, &other)] {
         agent.run(&["pull", image]).await.ok();
         agent

@@ -220,6 +220,17 @@ pub async fn run_ok(program: &str, args: &[&str]) -> String {
     stdout
 }
 
+/// A busybox image with `marker` in `/marker.txt`, pushed by docker as
+/// `host/repo:<unique tag>` and removed from docker again, so a pull has to fetch it.
+pub async fn docker_image(host: &str, repo: &str, dir: &Path, marker: &str) -> String {
+    let tar = rootfs_tar(dir, marker).await;
+    let image = format!("{host}/{repo}:{}", unique());
+    run_ok("docker", &["import", &tar.to_string_lossy(), &image]).await;
+    run_ok("docker", &["push", "-q", &image]).await;
+    run_ok("docker", &["rmi", &image]).await;
+    image
+}
+
 /// A number no other run of the tests uses, for unique tags and subjects.
 pub fn unique() -> u128 {
     std::time::SystemTime::now()

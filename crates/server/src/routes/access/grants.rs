@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 
-use super::{body, created, denied, invalid, no_content, query, signed_in, who};
+use super::{body, created, denied, invalid, no_content, pattern, query, signed_in, who};
 use crate::AppState;
 use crate::auth::{self, Who};
 use crate::error::ApiResult;
@@ -27,14 +27,6 @@ pub(super) fn routes() -> Router<AppState> {
             "/api/v1/repositories/{*name}",
             get(repository).put(set_repository),
         )
-}
-
-fn pattern(s: &str) -> ApiResult<RepoPattern> {
-    s.parse().map_err(|_| {
-        invalid(format!(
-            "{s:?} is not a repository or pattern (team/agent, team/* or *)"
-        ))
-    })
 }
 
 /// Fails unless the caller may manage grants on `pattern`: registry administrators on any,

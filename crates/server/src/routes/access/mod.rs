@@ -46,6 +46,15 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
     super::parameters("query", q)
 }
 
+/// A repository pattern from a request: `team/agent`, `team/*` or `*`.
+fn pattern(s: &str) -> ApiResult<agent_registry_oci::RepoPattern> {
+    s.parse().map_err(|_| {
+        invalid(format!(
+            "{s:?} is not a repository or pattern (team/agent, team/* or *)"
+        ))
+    })
+}
+
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::ParameterInvalid, message)
 }

@@ -3,7 +3,6 @@
 
 use agent_registry_access::AccessError;
 use agent_registry_metadata::access::PullPolicyRecord;
-use agent_registry_oci::RepoPattern;
 use agent_registry_oci::access::PullPolicy;
 use agent_registry_oci::signature::PublicKey;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -14,7 +13,7 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
-use super::{admin, body, invalid, no_content, query, who};
+use super::{admin, body, invalid, no_content, pattern, query, who};
 use crate::AppState;
 use crate::auth::Who;
 use crate::error::ApiResult;
@@ -27,14 +26,6 @@ pub(super) fn routes() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 struct Which {
     repository: Option<String>,
-}
-
-fn pattern(s: &str) -> ApiResult<RepoPattern> {
-    s.parse().map_err(|_| {
-        invalid(format!(
-            "{s:?} is not a repository or pattern (team/agent, team/* or *)"
-        ))
-    })
 }
 
 fn shown(record: PullPolicyRecord) -> PullPolicy {
