@@ -1,0 +1,328 @@
+//! The packages an image installs, read from its layers in order (later layers replace and
+//! white out earlier files, as a container's filesystem does):
+//!
+//! | ecosystem | files |
+//! |---|---|
+//! | Debian | `var/lib/dpkg/status`, `var/lib/dpkg/status.d/*` (distroless) |
+//! | Alpine | `lib/apk/db/installed` |
+//! | PyPI | `*.dist-info/METADATA`, `*.egg-info/PKG-INFO`, `*.egg-info` files |
+//! | npm | `package-lock.json` (lockfile v1 to v3), `node_modules/**/package.json` |
+//! | crates.io | `Cargo.lock` |
+//! | Go | `go.sum` (modules whose code was hashed, not only their go.mod) |
+//!
+//! The distribution release comes from `etc/os-release` (or `usr/lib/os-release`).
+//! Go binaries' embedded build information is not read yet.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+
+use crate::osv::Releases;
+use crate::{Ecosystem, Package};
+
+/// Files larger than this are skipped (no package database comes near it).
+const FILE_MAX: u64 = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("layer {layer}: {source}")]
+    Layer {
+        layer: usize,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What an image's layers install.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Inventory {
+    pub packages: Vec<Package>,
+    pub releases: Releases,
+}
+
+fn interesting(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    path == "var/lib/dpkg/status"
+        || path.starts_with("var/lib/dpkg/status.d/")
+        || path == "lib/apk/db/installed"
+        || path == "etc/os-release"
+        || path == "usr/lib/os-release"
+        || (name == "METADATA" && path.contains(".dist-info/"))
+        || (name == "PKG-INFO" && path.contains(".egg-info/"))
+        || name.ends_with(".egg-info")
+        || name == "package-lock.json"
+        || (name == "package.json" && path.contains("node_modules/"))
+        || name == "Cargo.lock"
+        || name == "go.sum"
+}
+
+impl Inventory {
+    /// Reads the layers, bottom first; each is a tar stream, gzip-compressed or not.
+    pub fn read_layers<R: Read>(
+        layers: impl IntoIterator<Item = R>,
+    ) -> Result<Inventory, InventoryError> {
+        let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for (i, layer) in layers.into_iter().enumerate() {
+            let err = |source| InventoryError::Layer { layer: i, source };
+            let mut peek = std::io::BufReader::new(layer);
+            let gzip = std::io::BufRead::fill_buf(&mut peek)
+                .map_err(err)?
+                .starts_with(&[0x1f, 0x8b]);
+            let reader: Box<dyn Read> = if gzip {
+                Box::new(flate2::read::GzDecoder::new(peek))
+            } else {
+                Box::new(peek)
+            };
+            let mut archive = tar::Archive::new(reader);
+            for entry in archive.entries().map_err(err)? {
+                let mut entry = entry.map_err(err)?;
+                let path = entry.path().map_err(err)?.to_string_lossy().into_owned();
+                let path = path
+                    .trim_start_matches("./")
+                    .trim_start_matches('/')
+                    .to_owned();
+                let (dir, name) = match path.rsplit_once('/') {
+                    Some((d, n)) => (format!("{d}/"), n.to_owned()),
+                    None => (String::new(), path.clone()),
+                };
+                if name == ".wh..wh..opq" {
+                    files.retain(|p, _| !p.starts_with(&dir));
+                    continue;
+                }
+                if let Some(gone) = name.strip_prefix(".wh.") {
+                    let gone = format!("{dir}{gone}");
+                    files.retain(|p, _| *p != gone && !p.starts_with(&format!("{gone}/")));
+                    continue;
+                }
+                if !entry.header().entry_type().is_file() {
+                    continue;
+                }
+                if !interesting(&path) || entry.size() > FILE_MAX {
+                    files.remove(&path);
+                    continue;
+                }
+                let mut bytes = Vec::with_capacity(entry.size() as usize);
+                entry.read_to_end(&mut bytes).map_err(err)?;
+                files.insert(path, bytes);
+            }
+        }
+        Ok(Inventory::of_files(&files))
+    }
+
+    /// The packages the given files (path -> contents) describe.
+    pub fn of_files(files: &BTreeMap<String, Vec<u8>>) -> Inventory {
+        let mut packages = Vec::new();
+        let mut releases = Releases::default();
+        for (path, bytes) in files {
+            let text = String::from_utf8_lossy(bytes);
+            let name = path.rsplit('/').next().unwrap_or(path);
+            if path.ends_with("os-release") {
+                os_release(&text, &mut releases);
+            } else if path.starts_with("var/lib/dpkg/status") {
+                dpkg(&text, path, &mut packages);
+            } else if path == "lib/apk/db/installed" {
+                apk(&text, path, &mut packages);
+            } else if name == "METADATA" || name == "PKG-INFO" || name.ends_with(".egg-info") {
+                python(&text, path, &mut packages);
+            } else if name == "package-lock.json" {
+                npm_lock(bytes, path, &mut packages);
+            } else if name == "package.json" {
+                npm_manifest(bytes, path, &mut packages);
+            } else if name == "Cargo.lock" {
+                cargo_lock(&text, path, &mut packages);
+            } else if name == "go.sum" {
+                go_sum(&text, path, &mut packages);
+            }
+        }
+        // One entry per package and version, wherever else it was also seen.
+        packages.sort();
+        let mut seen = BTreeSet::new();
+        packages.retain(|p| seen.insert((p.ecosystem, p.name.clone(), p.version.clone())));
+        Inventory { packages, releases }
+    }
+}
+
+fn os_release(text: &str, releases: &mut Releases) {
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(|v| v.trim().trim_matches('"').to_owned())
+    };
+    match field("ID").as_deref() {
+        Some("debian") => releases.debian = field("VERSION_ID"),
+        Some("alpine") => releases.alpine = field("VERSION_ID"),
+        _ => {}
+    }
+}
+
+/// RFC 822-style paragraphs: `Key: value` lines, continuation lines start with a space.
+fn paragraphs(text: &str) -> impl Iterator<Item = BTreeMap<&str, &str>> {
+    text.split("\n\n").map(|p| {
+        p.lines()
+            .filter(|l| !l.starts_with([' ', '\t']))
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .collect()
+    })
+}
+
+fn dpkg(text: &str, path: &str, out: &mut Vec<Package>) {
+    for p in paragraphs(text) {
+        let (Some(name), Some(version)) = (p.get("Package"), p.get("Version")) else {
+            continue;
+        };
+        if p.get("Status").is_some_and(|s| !s.ends_with(" installed")) {
+            continue;
+        }
+        // `Source: openssl` or `Source: openssl (3.0.11-1~deb12u1)`.
+        let source = p.get("Source").map(|s| match s.split_once(" (") {
+            Some((n, v)) => (n.to_owned(), v.trim_end_matches(')').to_owned()),
+            None => (s.to_string(), version.to_string()),
+        });
+        out.push(Package {
+            ecosystem: Ecosystem::Debian,
+            name: name.to_string(),
+            version: version.to_string(),
+            source: source.filter(|(n, v)| n != name || v != version),
+            path: path.to_owned(),
+        });
+    }
+}
+
+fn apk(text: &str, path: &str, out: &mut Vec<Package>) {
+    for block in text.split("\n\n") {
+        let field = |key: &str| {
+            block
+                .lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+                .map(str::to_owned)
+        };
+        let (Some(name), Some(version)) = (field("P"), field("V")) else {
+            continue;
+        };
+        let source = field("o")
+            .filter(|o| *o != name)
+            .map(|o| (o, version.clone()));
+        out.push(Package {
+            ecosystem: Ecosystem::Alpine,
+            name,
+            version,
+            source,
+            path: path.to_owned(),
+        });
+    }
+}
+
+fn python(text: &str, path: &str, out: &mut Vec<Package>) {
+    // The headers end at the first blank line; the description follows.
+    let headers = text.split("\n\n").next().unwrap_or_default();
+    let field = |key: &str| {
+        headers
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .map(|v| v.trim().to_owned())
+    };
+    if let (Some(name), Some(version)) = (field("Name"), field("Version")) {
+        out.push(Package {
+            ecosystem: Ecosystem::PyPI,
+            name,
+            version,
+            source: None,
+            path: path.to_owned(),
+        });
+    }
+}
+
+fn npm_package(name: &str, version: &str, path: &str) -> Package {
+    Package {
+        ecosystem: Ecosystem::Npm,
+        name: name.to_owned(),
+        version: version.to_owned(),
+        source: None,
+        path: path.to_owned(),
+    }
+}
+
+fn npm_lock(bytes: &[u8], path: &str, out: &mut Vec<Package>) {
+    let Ok(lock) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return;
+    };
+    // Lockfile v2 and v3: "packages" keyed by install path; "" is the project itself.
+    if let Some(packages) = lock["packages"].as_object() {
+        for (key, p) in packages {
+            let Some(name) = key.rsplit("node_modules/").next().filter(|n| !n.is_empty()) else {
+                continue;
+            };
+            if let Some(version) = p["version"].as_str()
+                && key.contains("node_modules/")
+            {
+                out.push(npm_package(
+                    p["name"].as_str().unwrap_or(name),
+                    version,
+                    path,
+                ));
+            }
+        }
+        return;
+    }
+    // Lockfile v1: nested "dependencies".
+    fn walk(deps: &serde_json::Value, path: &str, out: &mut Vec<Package>) {
+        for (name, d) in deps.as_object().into_iter().flatten() {
+            if let Some(version) = d["version"].as_str() {
+                out.push(npm_package(name, version, path));
+            }
+            walk(&d["dependencies"], path, out);
+        }
+    }
+    walk(&lock["dependencies"], path, out);
+}
+
+fn npm_manifest(bytes: &[u8], path: &str, out: &mut Vec<Package>) {
+    let Ok(manifest) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return;
+    };
+    if let (Some(name), Some(version)) = (manifest["name"].as_str(), manifest["version"].as_str()) {
+        out.push(npm_package(name, version, path));
+    }
+}
+
+fn cargo_lock(text: &str, path: &str, out: &mut Vec<Package>) {
+    for block in text.split("[[package]]").skip(1) {
+        let field = |key: &str| {
+            block.lines().find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == key).then(|| v.trim().trim_matches('"').to_owned())
+            })
+        };
+        // Workspace members have no source: they are the project, not a dependency.
+        if let (Some(name), Some(version), Some(_)) =
+            (field("name"), field("version"), field("source"))
+        {
+            out.push(Package {
+                ecosystem: Ecosystem::CratesIo,
+                name,
+                version,
+                source: None,
+                path: path.to_owned(),
+            });
+        }
+    }
+}
+
+fn go_sum(text: &str, path: &str, out: &mut Vec<Package>) {
+    for line in text.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(module), Some(version)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        if version.ends_with("/go.mod") {
+            continue;
+        }
+        out.push(Package {
+            ecosystem: Ecosystem::Go,
+            name: module.to_owned(),
+            version: version.to_owned(),
+            source: None,
+            path: path.to_owned(),
+        });
+    }
+}
