@@ -103,6 +103,10 @@ pub struct PullRule {
     pub signed_only: bool,
     /// The policy's own trusted keys; empty means the registry's.
     pub keys: Arc<[PublicKey]>,
+    /// Refuse manifests with scan findings at or above this severity.
+    pub block_vulnerabilities: Option<String>,
+    /// Advisories (ids or aliases) accepted despite the block.
+    pub allowed_advisories: Arc<[String]>,
 }
 
 /// The grants, visibility settings and pull rules in force, as of `version`.
@@ -146,6 +150,8 @@ impl Policy {
                     .into(),
                 pattern: p.pattern,
                 signed_only: p.signed_only,
+                block_vulnerabilities: p.block_vulnerabilities,
+                allowed_advisories: p.allowed_advisories.into(),
             })
             .collect();
         pull_rules.sort_by_key(|r| match r.pattern.prefix() {
@@ -297,6 +303,8 @@ mod tests {
                         pattern: pattern(p),
                         signed_only: p != "team/*",
                         trusted_keys: String::new(),
+                        block_vulnerabilities: None,
+                        allowed_advisories: Vec::new(),
                     })
                     .collect(),
             },

@@ -130,6 +130,10 @@ agent.pub` and `agent pull --verify-signature` both accept it.")]
         visibility: Option<String>,
         #[command(flatten)]
         sign: SignArgs,
+        /// Then have the registry scan the image for known vulnerabilities and print what it
+        /// found (Agent Registry with a vulnerability database).
+        #[arg(long)]
+        security_scan: bool,
         #[command(flatten)]
         engine: commands::engine::EngineArgs,
     },
@@ -554,12 +558,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             quiet,
             visibility,
             sign,
+            security_scan,
             engine,
         } => {
             if let Some(engine) = engine.connect().await? {
-                if all_tags || visibility.is_some() || sign.sign {
+                if all_tags || visibility.is_some() || sign.sign || security_scan {
                     anyhow::bail!(
-                        "--all-tags, --visibility and --sign work on the local store, not with --engine"
+                        "--all-tags, --visibility, --sign and --security-scan work on the local store, not with --engine"
                     );
                 }
                 return commands::engine::push(&ctx, &engine, &image, &registry, quiet).await;
@@ -570,8 +575,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &registry,
                 all_tags,
                 quiet,
-                visibility.as_deref(),
-                sign.sign.then_some(sign.key.as_deref()),
+                commands::transfer::PushExtras {
+                    visibility: visibility.as_deref(),
+                    sign: sign.sign.then_some(sign.key.as_deref()),
+                    security_scan,
+                },
             )
             .await
         }

@@ -168,6 +168,32 @@ impl Client {
         Ok(())
     }
 
+    /// Scans `repo:reference` now (Agent Registry with a vulnerability database); the report.
+    pub async fn scan(&self, repo: &str, reference: &str) -> Result<serde_json::Value> {
+        let url = self.url("/api/v1/scans")?;
+        let body = serde_json::json!({"repository": repo, "reference": reference});
+        let response = self
+            .send(&[scope(repo, "pull,push")], |http| {
+                http.post(url.clone()).json(&body)
+            })
+            .await?;
+        self.api_json(&format!("scanning {repo}:{reference}"), response)
+            .await
+    }
+
+    /// The newest vulnerability report of `repo:reference`.
+    pub async fn scan_results(&self, repo: &str, reference: &str) -> Result<serde_json::Value> {
+        let url = self.url("/api/v1/scans")?;
+        let response = self
+            .send(&[scope(repo, "pull")], |http| {
+                http.get(url.clone())
+                    .query(&[("repository", repo), ("reference", reference)])
+            })
+            .await?;
+        self.api_json(&format!("scan results of {repo}:{reference}"), response)
+            .await
+    }
+
     pub async fn access_logs(&self, filter: &LogFilter) -> Result<Vec<LogLine>> {
         let url = self.url("/api/v1/access-logs")?;
         let response = self

@@ -123,6 +123,11 @@ pub struct PullPolicyRecord {
     pub signed_only: bool,
     /// The trusted public keys, PEM; empty means the registry's own list.
     pub trusted_keys: String,
+    /// Refuse manifests with scan findings at or above this severity (`critical`, `high`,
+    /// `medium`, `low`).
+    pub block_vulnerabilities: Option<String>,
+    /// Advisories (ids or aliases) accepted despite the block.
+    pub allowed_advisories: Vec<String>,
 }
 
 /// One line of the access log.

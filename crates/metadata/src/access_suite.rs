@@ -188,11 +188,15 @@ async fn pull_policies_round_trip_and_move_the_version(store: &dyn AccessStore) 
         pattern: pattern("team/*"),
         signed_only: true,
         trusted_keys: "-----BEGIN PUBLIC KEY-----\nAA==\n-----END PUBLIC KEY-----\n".into(),
+        block_vulnerabilities: None,
+        allowed_advisories: Vec::new(),
     };
     let one = PullPolicyRecord {
         pattern: pattern("team/one"),
         signed_only: false,
         trusted_keys: String::new(),
+        block_vulnerabilities: Some("high".into()),
+        allowed_advisories: vec!["CVE-2023-1".into(), "GHSA-x".into()],
     };
     store.put_pull_policy(team.clone()).await.expect("put");
     store.put_pull_policy(one.clone()).await.expect("put");

@@ -188,4 +188,11 @@ pub struct PullPolicy {
     /// The ids of the trusted keys (set by the registry; ignored in requests).
     #[serde(default)]
     pub key_ids: Vec<String>,
+    /// Refuse manifests whose scan finds a vulnerability at or above this severity:
+    /// `critical`, `high`, `medium` or `low`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_vulnerabilities: Option<String>,
+    /// Advisories (ids or aliases, such as CVE ids) accepted despite the block.
+    #[serde(default)]
+    pub allowed_advisories: Vec<String>,
 }

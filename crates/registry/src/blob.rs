@@ -38,6 +38,32 @@ impl Registry {
         }
     }
 
+    /// A blob of `repo` in memory, if the repository has it and it is at most `max` bytes
+    /// (signature payloads, scan reports).
+    pub async fn small_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        max: usize,
+    ) -> Result<Option<bytes::Bytes>> {
+        use futures_util::TryStreamExt as _;
+        let size = match self.blob_size(repo, digest).await {
+            Ok(size) if size <= max as u64 => size,
+            Ok(_) | Err(Error::BlobUnknown { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut stream = self.read_blob(repo, digest, 0..size).await?;
+        let mut bytes = bytes::BytesMut::with_capacity(size as usize);
+        while let Some(chunk) = stream
+            .try_next()
+            .await
+            .map_err(|e| Error::Internal(format!("reading blob {digest}: {e}")))?
+        {
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Some(bytes.freeze()))
+    }
+
     /// A URL the client may fetch the blob's bytes from directly for the next `expiry`, when
     /// the blob store can sign one; the caller has checked that `repo` links the blob.
     pub async fn blob_url(

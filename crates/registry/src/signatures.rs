@@ -4,8 +4,7 @@
 
 use agent_registry_oci::signature::{self, Layer};
 use agent_registry_oci::{Digest, Reference, RepoName};
-use bytes::{Bytes, BytesMut};
-use futures_util::TryStreamExt as _;
+use bytes::Bytes;
 
 use crate::{Error, Registry, Result};
 
@@ -47,27 +46,14 @@ impl Registry {
                 if found.iter().any(|f| f.layer == layer) {
                     continue;
                 }
-                if let Some(payload) = self.payload(repo, &layer).await? {
+                if let Some(payload) = self
+                    .small_blob(repo, &layer.payload, signature::PAYLOAD_MAX)
+                    .await?
+                {
                     found.push(StoredSignature { layer, payload });
                 }
             }
         }
         Ok(found)
-    }
-
-    async fn payload(&self, repo: &RepoName, layer: &Layer) -> Result<Option<Bytes>> {
-        let size = match self.blob_size(repo, &layer.payload).await {
-            Ok(size) if size <= signature::PAYLOAD_MAX as u64 => size,
-            Ok(_) | Err(Error::BlobUnknown { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let mut stream = self.read_blob(repo, &layer.payload, 0..size).await?;
-        let mut bytes = BytesMut::with_capacity(size as usize);
-        while let Some(chunk) = stream.try_next().await.map_err(|e| {
-            Error::Internal(format!("reading signature payload {}: {e}", layer.payload))
-        })? {
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(Some(bytes.freeze()))
     }
 }

@@ -32,6 +32,80 @@ pub enum OsvError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{path}: not a zip archive: {source}")]
+    Zip {
+        path: String,
+        #[source]
+        source: zip::result::ZipError,
+    },
+    #[error("{path}: neither a directory of OSV JSON files nor an OSV .zip")]
+    Unknown { path: String },
+}
+
+/// The advisories in `source`: a directory of OSV JSON files (searched recursively) or a zip
+/// of them (as OSV publishes each ecosystem). A file that is not an advisory stops the read,
+/// named.
+pub fn read_source(source: &Path) -> Result<Vec<Advisory>, OsvError> {
+    let mut out = Vec::new();
+    if source.is_dir() {
+        read_dir(source, &mut out)?;
+        return Ok(out);
+    }
+    let name = source.display().to_string();
+    if !source
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("zip"))
+    {
+        return Err(OsvError::Unknown { path: name });
+    }
+    let file = std::fs::File::open(source).map_err(|e| OsvError::Io {
+        path: name.clone(),
+        source: e,
+    })?;
+    let zip_err = |e| OsvError::Zip {
+        path: name.clone(),
+        source: e,
+    };
+    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(zip_err)?;
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(zip_err)?;
+        if !entry.is_file() || !entry.name().ends_with(".json") {
+            continue;
+        }
+        let path = format!("{name}:{}", entry.name());
+        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        std::io::Read::read_to_end(&mut entry, &mut bytes).map_err(|e| OsvError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+        out.push(Advisory::parse(&bytes).map_err(|source| OsvError::Json { path, source })?);
+    }
+    Ok(out)
+}
+
+fn read_dir(dir: &Path, out: &mut Vec<Advisory>) -> Result<(), OsvError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| OsvError::Io { path, source }
+    };
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .collect::<Result<_, _>>()
+        .map_err(io(dir))?;
+    entries.sort_by_key(std::fs::DirEntry::path);
+    for entry in entries {
+        let path = entry.path();
+        if path.is_dir() {
+            read_dir(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "json") {
+            let bytes = std::fs::read(&path).map_err(io(&path))?;
+            out.push(Advisory::parse(&bytes).map_err(|source| OsvError::Json {
+                path: path.display().to_string(),
+                source,
+            })?);
+        }
+    }
+    Ok(())
 }
 
 /// One OSV advisory, as much of it as matching and reporting need.
@@ -317,6 +391,9 @@ pub struct Database {
 impl Database {
     /// Adds an advisory under every package it names in an ecosystem scanned here.
     pub fn add(&mut self, advisory: Advisory) {
+        if advisory.withdrawn.is_some() {
+            return;
+        }
         let mut keys: Vec<(Ecosystem, String)> = advisory
             .affected
             .iter()
@@ -339,37 +416,17 @@ impl Database {
         }
     }
 
-    /// Every `*.json` file under `dir`, recursively.
-    pub fn load_dir(dir: &Path) -> Result<Database, OsvError> {
-        let mut db = Database::default();
-        db.add_dir(dir)?;
-        Ok(db)
+    /// The advisories of a directory of OSV files or an OSV zip ([`read_source`]).
+    pub fn load(source: &Path) -> Result<Database, OsvError> {
+        Ok(Database::of(read_source(source)?))
     }
 
-    fn add_dir(&mut self, dir: &Path) -> Result<(), OsvError> {
-        let io = |path: &Path| {
-            let path = path.display().to_string();
-            move |source| OsvError::Io { path, source }
-        };
-        let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .map_err(io(dir))?
-            .collect::<Result<_, _>>()
-            .map_err(io(dir))?;
-        entries.sort_by_key(std::fs::DirEntry::path);
-        for entry in entries {
-            let path = entry.path();
-            if path.is_dir() {
-                self.add_dir(&path)?;
-            } else if path.extension().is_some_and(|e| e == "json") {
-                let bytes = std::fs::read(&path).map_err(io(&path))?;
-                let advisory = Advisory::parse(&bytes).map_err(|source| OsvError::Json {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-                self.add(advisory);
-            }
+    pub fn of(advisories: impl IntoIterator<Item = Advisory>) -> Database {
+        let mut db = Database::default();
+        for a in advisories {
+            db.add(a);
         }
-        Ok(())
+        db
     }
 
     /// How many advisories the database holds.

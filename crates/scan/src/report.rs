@@ -19,6 +19,8 @@ pub struct Report {
     pub digest: String,
     /// When, RFC 3339.
     pub scanned_at: String,
+    /// Which import of the vulnerability database it was checked against.
+    pub database: String,
     /// How many advisories the database held.
     pub advisories: usize,
     pub packages: usize,
@@ -30,6 +32,7 @@ impl Report {
     pub fn new(
         digest: &str,
         scanned_at: &str,
+        database: &str,
         advisories: usize,
         packages: &[Package],
         findings: Vec<Finding>,
@@ -41,6 +44,7 @@ impl Report {
         Report {
             digest: digest.to_owned(),
             scanned_at: scanned_at.to_owned(),
+            database: database.to_owned(),
             advisories,
             packages: packages.len(),
             counts,

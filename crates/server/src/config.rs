@@ -109,6 +109,17 @@ pub struct Config {
     /// Serve HTTPS with this certificate and key (absent: plain HTTP).
     pub tls: Option<TlsConfig>,
     pub signing: SigningConfig,
+    pub scanning: ScanningConfig,
+}
+
+/// Vulnerability scanning (`scanning.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScanningConfig {
+    /// Scan every image manifest pushed (in the background, after the push is answered).
+    pub on_push: bool,
+    /// Where `agent-registry vulndb import` keeps the OSV database (empty: `<root>/vulndb`).
+    pub database_dir: PathBuf,
 }
 
 /// Image signatures: the keys `signed_only` pull policies trust when they name none.
@@ -543,6 +554,7 @@ impl Default for Config {
             notifications: NotificationsConfig::default(),
             tls: None,
             signing: SigningConfig::default(),
+            scanning: ScanningConfig::default(),
         }
     }
 }

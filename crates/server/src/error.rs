@@ -57,6 +57,11 @@ impl ApiError {
         )
     }
 
+    /// What the client is told.
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
     pub fn with_status(mut self, status: StatusCode) -> ApiError {
         self.0.status = status;
         self

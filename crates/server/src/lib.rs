@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod notify;
 mod routes;
+pub mod scanning;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tls;
@@ -54,6 +55,7 @@ pub struct AppState {
     pub logs: Option<Arc<logs::LogStore>>,
     /// Pull policies' signature checks.
     pub trust: Arc<trust::Trust>,
+    pub scanner: Arc<scanning::Scanner>,
 }
 
 impl AppState {
@@ -109,10 +111,12 @@ impl AppState {
             .await?
             .map(Arc::new);
         let trust = Arc::new(trust::Trust::load(&config.signing)?);
+        let scanner = Arc::new(scanning::Scanner::open(&config));
         Ok(AppState {
             registry,
             access,
             trust,
+            scanner,
             config: Arc::new(config),
             started: std::time::Instant::now(),
             metrics,

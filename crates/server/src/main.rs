@@ -67,6 +67,31 @@ Example:
     /// Manage permissions: who may pull, push, delete or administer which repositories.
     #[command(subcommand)]
     Permission(admin::PermissionCommand),
+    /// The vulnerability database scans match packages against.
+    #[command(subcommand)]
+    Vulndb(VulndbCommand),
+}
+
+#[derive(Subcommand)]
+enum VulndbCommand {
+    /// Add OSV advisories from a directory of JSON files or an OSV zip (works while the
+    /// server runs: it loads the new database within seconds, and images are scanned again
+    /// when a policy next asks).
+    #[command(after_help = "\
+The OSV project publishes one zip per ecosystem:
+  https://osv-vulnerabilities.storage.googleapis.com/Debian/all.zip
+  (and Alpine, PyPI, npm, crates.io, Go). Download them where there is internet, carry them
+over, and import each; advisories with the same id are replaced. The database lives in
+scanning.database_dir (default <root>/vulndb); nodes that share a registry share it.
+
+Example:
+  agent-registry vulndb import Debian-all.zip --root /var/lib/agent-registry")]
+    Import {
+        /// A directory of OSV JSON files, or an OSV .zip.
+        source: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(clap::Args)]
@@ -190,6 +215,20 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
         Command::User(c) => admin::user(c).await,
         Command::Token(c) => admin::token(c).await,
         Command::Permission(c) => admin::permission(c).await,
+        Command::Vulndb(VulndbCommand::Import { source, config }) => {
+            let config = config.load()?;
+            let dir = agent_registry_server::scanning::database_dir(&config);
+            let imported = agent_registry_server::scanning::import(&dir, &source)?;
+            println!(
+                "read {} advisories from {}; the database in {} now holds {} (import {})",
+                imported.read,
+                source.display(),
+                dir.display(),
+                imported.total,
+                imported.stamp
+            );
+            Ok(())
+        }
         Command::Serve(args) => {
             let config = args.load()?;
             let logs = init_logging(&config)?;

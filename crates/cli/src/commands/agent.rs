@@ -212,7 +212,15 @@ pub async fn build(ctx: &Context, args: &BuildArgs) -> anyhow::Result<()> {
         },
     )?;
     if args.push {
-        super::transfer::push(ctx, &name, &args.registry, false, args.quiet, None, None).await?;
+        super::transfer::push(
+            ctx,
+            &name,
+            &args.registry,
+            false,
+            args.quiet,
+            super::transfer::PushExtras::default(),
+        )
+        .await?;
         return Ok(());
     }
     if args.quiet {

@@ -16,5 +16,6 @@ pub mod login;
 pub mod metrics;
 pub mod node;
 pub mod registry;
+pub mod scanning;
 pub mod signing;
 pub mod transfer;

@@ -196,6 +196,22 @@ Examples:
         #[command(flatten)]
         registry: RegistryArgs,
     },
+    /// The registry's newest vulnerability report of the image: counts by severity and each
+    /// finding (package, installed version, fixed version, advisory).
+    #[command(
+        after_help = "Images are scanned on push when the registry's scanning.on_push is
+set, by `agent push --security-scan`, and when a pull policy needs a result with the current
+vulnerability database.
+
+Examples:
+  agent registry image scan-results localhost:5000/team/summarizer:1.0
+  agent registry image scan-results team/summarizer:1.0 --registry localhost:5000 -o json"
+    )]
+    ScanResults {
+        image: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,23 +227,41 @@ pub enum PolicyCommand {
     /// Set the pull policy of a repository or namespace, replacing the one it had.
     #[command(
         after_help = "A repository's policy is the one of the most specific pattern that
-matches it: team/agent before team/*, team/* before *. Under --signed-only, docker, podman,
-skopeo and agent pulls of a manifest are refused (403 DENIED, saying why) unless one of its
-signatures (cosign's format: agent push --sign, cosign sign --key) verifies with a trusted key
-and signs that very manifest. Without --key the registry's own keys (signing.trusted_keys in
-its configuration) are trusted. Signatures, SBOMs and other attachments stay readable.
+matches it: team/agent before team/*, team/* before *. docker, podman, skopeo and agent pulls
+of a manifest the policy refuses get 403 DENIED, saying why. Signatures, SBOMs and other
+attachments stay readable.
+
+--signed-only: one of the manifest's signatures (cosign's format: agent push --sign, cosign
+sign --key) must verify with a trusted key and sign that very manifest. Without --key the
+registry's own keys (signing.trusted_keys in its configuration) are trusted.
+
+--block-vulnerabilities: the manifest's scan, with the registry's current vulnerability
+database (scanned then if it has none), must have no finding of that severity or worse, other
+than the advisories --allow accepts (ids or aliases such as CVE ids).
 
 Examples:
   agent registry policy set --repository 'team/*' --signed-only --key team.pub
-  agent registry policy set --repository localhost:5000/prod/agent --signed-only"
+  agent registry policy set --repository localhost:5000/prod/agent --signed-only
+  agent registry policy set --repository '*' --block-vulnerabilities critical
+  agent registry policy set --repository 'prod/*' --block-vulnerabilities high --allow CVE-2023-5363"
     )]
     Set {
         /// A repository, `team/*` or `*`, optionally with its registry.
         #[arg(long, value_name = "PATTERN")]
         repository: String,
         /// Serve only manifests signed by a trusted key.
-        #[arg(long, required = true)]
+        #[arg(long, required_unless_present = "block_vulnerabilities")]
         signed_only: bool,
+        /// Refuse manifests with a known vulnerability this severe or worse.
+        #[arg(long, value_name = "SEVERITY", value_parser = ["critical", "high", "medium", "low"])]
+        block_vulnerabilities: Option<String>,
+        /// An advisory to accept despite --block-vulnerabilities (id or alias); repeatable.
+        #[arg(
+            long = "allow",
+            value_name = "ADVISORY",
+            requires = "block_vulnerabilities"
+        )]
+        allowed: Vec<String>,
         /// A trusted public key (PEM, as cosign.pub); repeatable.
         #[arg(long, value_name = "PUB")]
         key: Vec<std::path::PathBuf>,
@@ -433,6 +467,8 @@ async fn policy(ctx: &Context, command: PolicyCommand) -> anyhow::Result<()> {
         PolicyCommand::Set {
             repository,
             signed_only,
+            block_vulnerabilities,
+            allowed,
             key,
             registry,
         } => {
@@ -451,6 +487,8 @@ async fn policy(ctx: &Context, command: PolicyCommand) -> anyhow::Result<()> {
                 signed_only,
                 trusted_keys,
                 key_ids: Vec::new(),
+                block_vulnerabilities,
+                allowed_advisories: allowed,
             };
             vec![client.set_pull_policy(&set).await?]
         }
@@ -470,18 +508,28 @@ async fn policy(ctx: &Context, command: PolicyCommand) -> anyhow::Result<()> {
     match ctx.output {
         Format::Json => output::json(&shown),
         Format::Table => output::table(
-            &["REPOSITORY", "SIGNED ONLY", "TRUSTED KEYS"],
+            &[
+                "REPOSITORY",
+                "SIGNED ONLY",
+                "TRUSTED KEYS",
+                "BLOCKS",
+                "ALLOWED",
+            ],
             &shown
                 .iter()
                 .map(|p| {
                     vec![
                         p.repository.clone(),
                         p.signed_only.to_string(),
-                        if p.key_ids.is_empty() {
-                            "the registry's".to_owned()
-                        } else {
-                            p.key_ids.join(", ")
+                        match (p.signed_only, p.key_ids.is_empty()) {
+                            (false, _) => "-".to_owned(),
+                            (true, true) => "the registry's".to_owned(),
+                            (true, false) => p.key_ids.join(", "),
                         },
+                        p.block_vulnerabilities
+                            .as_ref()
+                            .map_or("-".to_owned(), |s| format!("{s} and above")),
+                        p.allowed_advisories.join(", "),
                     ]
                 })
                 .collect::<Vec<_>>(),
@@ -556,6 +604,9 @@ pub async fn run(ctx: &Context, command: RegistryCommand) -> anyhow::Result<()> 
             key,
             registry,
         }) => super::signing::list(ctx, &image, &registry, &key).await,
+        RegistryCommand::Image(ImageCommand::ScanResults { image, registry }) => {
+            super::scanning::results(ctx, &image, &registry).await
+        }
         RegistryCommand::Metrics {
             metric,
             query,

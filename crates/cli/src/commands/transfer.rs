@@ -31,6 +31,20 @@ struct PushReport {
     /// With `--sign`: the signature manifest (under the `sha256-<hex>.sig` tag).
     #[serde(skip_serializing_if = "Option::is_none")]
     signature: Option<String>,
+    /// With `--security-scan`: the registry's report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scan: Option<serde_json::Value>,
+}
+
+/// What `agent push` does after the upload.
+#[derive(Default)]
+pub struct PushExtras<'a> {
+    /// Make the repository public or private.
+    pub visibility: Option<&'a str>,
+    /// Sign, with this key (`None`: the default key).
+    pub sign: Option<Option<&'a std::path::Path>>,
+    /// Have the registry scan the image.
+    pub security_scan: bool,
 }
 
 pub async fn push(
@@ -39,9 +53,13 @@ pub async fn push(
     args: &RegistryArgs,
     all_tags: bool,
     quiet: bool,
-    visibility: Option<&str>,
-    sign: Option<Option<&std::path::Path>>,
+    extras: PushExtras<'_>,
 ) -> anyhow::Result<()> {
+    let PushExtras {
+        visibility,
+        sign,
+        security_scan,
+    } = extras;
     // Read the key first: a push that cannot be signed should not happen at all.
     let key = sign
         .map(|path| super::signing::signing_key(ctx, path))
@@ -111,6 +129,17 @@ pub async fn push(
             ),
             None => None,
         };
+        let scan = if security_scan {
+            let reference = entry.digest.to_string();
+            Some(
+                target
+                    .client
+                    .scan(&target.image.api_repository(), &reference)
+                    .await?,
+            )
+        } else {
+            None
+        };
         reports.push(PushReport {
             repository: target.image.familiar_repository(),
             tag: target.image.tag_or_latest().map(|t| t.to_string()),
@@ -123,6 +152,7 @@ pub async fn push(
             agent_yaml: agent_yaml.map(|d| d.to_string()),
             visibility,
             signature,
+            scan,
         });
     }
     if quiet {
@@ -154,6 +184,9 @@ pub async fn push(
                 }
                 if let Some(s) = &r.signature {
                     fields.push(("Signature", s.clone()));
+                }
+                if let Some(report) = &r.scan {
+                    fields.push(("Vulnerabilities", super::scanning::summary(report)));
                 }
                 output::fields(&fields)?;
             }

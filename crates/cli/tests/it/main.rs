@@ -9,6 +9,7 @@ mod interop;
 mod metrics;
 mod node;
 mod operate;
+mod scanning;
 mod signing;
 mod support;
 mod token;

@@ -263,7 +263,8 @@ impl AccessStore for PostgresStore {
         let pull_policies = rows(
             &tx,
             doing,
-            "SELECT pattern, signed_only, trusted_keys FROM pull_policies ORDER BY pattern",
+            "SELECT pattern, signed_only, trusted_keys, block_vulnerabilities, allowed_advisories
+             FROM pull_policies ORDER BY pattern",
             &[],
         )
         .await?
@@ -273,6 +274,13 @@ impl AccessStore for PostgresStore {
                 pattern: parse::<RepoPattern>(doing, r.get(0))?,
                 signed_only: r.get(1),
                 trusted_keys: r.get(2),
+                block_vulnerabilities: r.get(3),
+                allowed_advisories: r
+                    .get::<_, &str>(4)
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
             })
         })
         .collect::<Result<_>>()?;
@@ -315,11 +323,21 @@ impl AccessStore for PostgresStore {
         exec(
             &c,
             "saving a pull policy",
-            "INSERT INTO pull_policies (pattern, signed_only, trusted_keys, created_at)
-             VALUES ($1, $2, $3, $4)
+            "INSERT INTO pull_policies (pattern, signed_only, trusted_keys,
+                 block_vulnerabilities, allowed_advisories, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (pattern) DO UPDATE SET signed_only = excluded.signed_only,
-                 trusted_keys = excluded.trusted_keys",
-            &[&p.pattern.as_str(), &p.signed_only, &p.trusted_keys, &now()],
+                 trusted_keys = excluded.trusted_keys,
+                 block_vulnerabilities = excluded.block_vulnerabilities,
+                 allowed_advisories = excluded.allowed_advisories",
+            &[
+                &p.pattern.as_str(),
+                &p.signed_only,
+                &p.trusted_keys,
+                &p.block_vulnerabilities,
+                &p.allowed_advisories.join("\n"),
+                &now(),
+            ],
         )
         .await
         .map(drop)

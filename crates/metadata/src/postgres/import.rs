@@ -140,6 +140,8 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("pattern", Text),
             ("signed_only", Bool),
             ("trusted_keys", Text),
+            ("block_vulnerabilities", Text),
+            ("allowed_advisories", Text),
             ("created_at", BigInt),
         ],
     ),

@@ -227,6 +227,8 @@ CREATE TABLE pull_policies (
     pattern      TEXT COLLATE "C" PRIMARY KEY,
     signed_only  BOOLEAN NOT NULL,
     trusted_keys TEXT NOT NULL,
+    block_vulnerabilities TEXT,
+    allowed_advisories    TEXT NOT NULL,
     created_at   BIGINT NOT NULL
 );
 CREATE TRIGGER pull_policies_changed AFTER INSERT OR UPDATE OR DELETE ON pull_policies

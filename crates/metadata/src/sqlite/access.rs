@@ -57,6 +57,13 @@ fn token_of(r: &Row) -> rusqlite::Result<TokenRecord> {
     })
 }
 
+fn split_lines(s: &str) -> Vec<String> {
+    s.lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn split_list(s: &str) -> Vec<String> {
     s.split(',')
         .filter(|p| !p.is_empty())
@@ -102,7 +109,8 @@ fn policy(c: &Connection) -> Result<PolicyRecords> {
             .collect::<rusqlite::Result<_>>()?;
         let pull_policies = c
             .prepare_cached(
-                "SELECT pattern, signed_only, trusted_keys FROM pull_policies ORDER BY pattern",
+                "SELECT pattern, signed_only, trusted_keys, block_vulnerabilities, allowed_advisories
+                 FROM pull_policies ORDER BY pattern",
             )?
             .query_map([], |r| {
                 let pattern: String = r.get(0)?;
@@ -110,6 +118,8 @@ fn policy(c: &Connection) -> Result<PolicyRecords> {
                     pattern: pattern.parse::<RepoPattern>().map_err(bad_value)?,
                     signed_only: r.get(1)?,
                     trusted_keys: r.get(2)?,
+                    block_vulnerabilities: r.get(3)?,
+                    allowed_advisories: split_lines(&r.get::<_, String>(4)?),
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
@@ -301,14 +311,19 @@ impl AccessStore for SqliteStore {
         self.writer
             .run(true, move |tx| {
                 tx.execute(
-                    "INSERT INTO pull_policies (pattern, signed_only, trusted_keys, created_at)
-                     VALUES (?1, ?2, ?3, ?4)
+                    "INSERT INTO pull_policies (pattern, signed_only, trusted_keys,
+                         block_vulnerabilities, allowed_advisories, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                      ON CONFLICT (pattern) DO UPDATE SET signed_only = excluded.signed_only,
-                         trusted_keys = excluded.trusted_keys",
+                         trusted_keys = excluded.trusted_keys,
+                         block_vulnerabilities = excluded.block_vulnerabilities,
+                         allowed_advisories = excluded.allowed_advisories",
                     params![
                         p.pattern.as_str(),
                         p.signed_only,
                         p.trusted_keys,
+                        p.block_vulnerabilities,
+                        p.allowed_advisories.join("\n"),
                         super::now()
                     ],
                 )

@@ -238,6 +238,8 @@ CREATE TABLE pull_policies (
     pattern      TEXT PRIMARY KEY,
     signed_only  INTEGER NOT NULL,
     trusted_keys TEXT NOT NULL,    -- PEM public keys; empty: the registry's own list
+    block_vulnerabilities TEXT,    -- a severity, or NULL
+    allowed_advisories    TEXT NOT NULL,  -- advisory ids, one per line
     created_at   INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TRIGGER pull_policies_changed_i AFTER INSERT ON pull_policies BEGIN UPDATE access_version SET version = version + 1; END;

@@ -268,7 +268,7 @@ async fn route(state: AppState, endpoint: Endpoint, req: Request, body: Body) ->
             manifests::get(&state, &name, &reference, &req).await
         }
         (Endpoint::Manifest { name, reference }, Method::PUT) => {
-            manifests::put(registry, &name, &reference, &req, body).await
+            manifests::put(&state, &name, &reference, &req, body).await
         }
         (Endpoint::Manifest { name, reference }, Method::DELETE) => {
             manifests::delete(registry, &name, &reference).await

@@ -1,6 +1,7 @@
 //! `GET`/`HEAD`/`PUT`/`DELETE /v2/<name>/manifests/<reference>`.
 
-use agent_registry_oci::{Reference, RepoName};
+use agent_registry_metadata::StoredManifest;
+use agent_registry_oci::{Reference, RepoName, media};
 use agent_registry_registry::{Error, Registry};
 use axum::body::Body;
 use axum::http::{Method, StatusCode, header};
@@ -25,7 +26,7 @@ pub async fn get(state: &AppState, name: &RepoName, reference: &str, req: &Reque
         let policy = state.access.policy().await;
         state
             .trust
-            .check(registry, &policy, name, &manifest)
+            .check(registry, &state.scanner, &policy, name, &manifest)
             .await?;
         // A GET is a pull; HEAD is how clients poll for changes, and does not count.
         if let Some(client) = req.client {
@@ -49,12 +50,13 @@ pub async fn get(state: &AppState, name: &RepoName, reference: &str, req: &Reque
 }
 
 pub async fn put(
-    registry: &Registry,
+    state: &AppState,
     name: &RepoName,
     reference: &str,
     req: &Request,
     body: Body,
 ) -> ApiResult {
+    let registry = &state.registry;
     let reference = endpoint::reference(reference)?;
     let limit = registry.limits().manifest_max_bytes;
     let too_large = || Error::TooLarge {
@@ -87,10 +89,24 @@ pub async fn put(
             name,
             &reference,
             content_type.as_deref(),
-            body,
+            body.clone(),
             pushed_by.as_deref(),
         )
         .await?;
+    if state.scanner.on_push {
+        let stored = StoredManifest {
+            digest: stored.digest.clone(),
+            media_type: content_type.unwrap_or_else(|| media::OCI_MANIFEST.to_owned()),
+            content: body,
+        };
+        let (state, name) = (state.clone(), name.clone());
+        // After the answer: a push does not wait for its scan.
+        tokio::spawn(async move {
+            if let Err(e) = state.scanner.scan(&state.registry, &name, &stored).await {
+                tracing::warn!(repo = %name, digest = %stored.digest, error = %e.message(), "scan on push failed");
+            }
+        });
+    }
     let mut response = empty(StatusCode::CREATED);
     set_header(
         &mut response,

@@ -16,6 +16,7 @@ mod health;
 mod manifests;
 mod metrics;
 mod referrers;
+mod scans;
 mod server_logs;
 mod tags;
 mod token;
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics::routes())
         .merge(config::routes())
         .merge(server_logs::routes())
+        .merge(scans::routes())
         .merge(distribution::base_routes());
     // `/v2/<name>/...` is timed by its dispatcher, which knows the endpoint; the rest here.
     let rest = match &state.metrics {

@@ -35,6 +35,8 @@ fn shown(record: PullPolicyRecord) -> PullPolicy {
         signed_only: record.signed_only,
         key_ids: keys.iter().map(PublicKey::id).collect(),
         trusted_keys: keys.iter().map(PublicKey::to_pem).collect(),
+        block_vulnerabilities: record.block_vulnerabilities,
+        allowed_advisories: record.allowed_advisories,
     }
 }
 
@@ -79,6 +81,26 @@ async fn set(
             })?,
         );
     }
+    if let Some(block) = &new.block_vulnerabilities {
+        if agent_registry_scan::Severity::parse(block)
+            .is_none_or(|s| s == agent_registry_scan::Severity::Unknown)
+        {
+            return Err(invalid(format!(
+                "block_vulnerabilities {block:?} is not critical, high, medium or low"
+            )));
+        }
+        if state.scanner.database().await.stamp.is_empty() {
+            return Err(invalid(
+                "block_vulnerabilities needs a vulnerability database: import one first \
+                 (agent-registry vulndb import DIR|ZIP)",
+            ));
+        }
+    }
+    if !new.signed_only && new.block_vulnerabilities.is_none() {
+        return Err(invalid(
+            "a policy needs signed_only, block_vulnerabilities or both (to lift one, remove it)",
+        ));
+    }
     if new.signed_only && keys.is_empty() && state.trust.registry_keys().is_empty() {
         return Err(invalid(
             "signed_only needs trusted keys: give trusted_keys, or configure the registry's \
@@ -89,6 +111,8 @@ async fn set(
         pattern,
         signed_only: new.signed_only,
         trusted_keys: keys.iter().map(PublicKey::to_pem).collect(),
+        block_vulnerabilities: new.block_vulnerabilities.clone(),
+        allowed_advisories: new.allowed_advisories.clone(),
     };
     state.access.set_pull_policy(record.clone()).await?;
     Ok(Json(shown(record)).into_response())

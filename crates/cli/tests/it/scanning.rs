@@ -1,0 +1,302 @@
+//! Vulnerability scanning end to end: the shipped OSV fixture imported into a real server,
+//! images the test builds from package metadata only, `agent push --security-scan`,
+//! `agent registry image scan-results`, and a policy that blocks docker, podman and agent
+//! pulls of exactly the images with findings at or above its severity.
+
+use std::path::Path;
+
+use agent_registry_server::testing::TestServer;
+
+use crate::support::{Agent, push_image};
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scan/tests/fixtures/osv");
+
+/// An uncompressed tar layer holding `files` (path, contents).
+fn layer(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, contents) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(contents.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, path, contents.as_bytes())
+            .expect("append");
+    }
+    builder.into_inner().expect("tar")
+}
+
+fn debian(openssl: &str) -> Vec<u8> {
+    let status = format!(
+        "Package: libssl3\nStatus: install ok installed\nSource: openssl\nVersion: {openssl}\n"
+    );
+    layer(&[
+        ("etc/os-release", "ID=debian\nVERSION_ID=\"12\"\n"),
+        ("var/lib/dpkg/status", &status),
+        (
+            "usr/local/lib/python3.11/site-packages/requests-2.30.0.dist-info/METADATA",
+            "Metadata-Version: 2.1\nName: requests\nVersion: 2.30.0\n",
+        ),
+    ])
+}
+
+fn import(server: &TestServer, source: &Path) {
+    agent_registry_server::scanning::import(&server.root().join("vulndb"), source).expect("import");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scans_report_findings_and_a_registry_without_a_database_says_so() {
+    let server = TestServer::start().await;
+    let host = server.host().to_owned();
+    push_image(&server.url, "team/app", "1", &[debian("3.0.11-1~deb12u1")]).await;
+    push_image(
+        &server.url,
+        "team/empty",
+        "1",
+        &[layer(&[("hello.txt", "hi")])],
+    )
+    .await;
+    let agent = Agent::new();
+    let image = format!("{host}/team/app:1");
+    agent.run(&["pull", &image]).await.ok();
+
+    // No database yet: a scan and a blocking policy are refused, saying what to do.
+    let run = agent.run(&["push", &image, "--security-scan"]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("agent-registry vulndb import"),
+        "{}",
+        run.stderr
+    );
+    let run = agent
+        .run(&[
+            "registry",
+            "policy",
+            "set",
+            "--repository",
+            &format!("{host}/team/*"),
+            "--block-vulnerabilities",
+            "high",
+        ])
+        .await;
+    assert!(
+        run.stderr.contains("needs a vulnerability database"),
+        "{}",
+        run.stderr
+    );
+    let run = agent
+        .run(&["registry", "image", "scan-results", &image])
+        .await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("has not been scanned"),
+        "{}",
+        run.stderr
+    );
+
+    import(&server, Path::new(FIXTURE));
+    let pushed = agent
+        .run(&["push", &image, "--security-scan", "-o", "json"])
+        .await
+        .ok()
+        .json();
+    let report = &pushed["scan"];
+    assert_eq!(report["counts"]["high"], 1, "{report}");
+    assert_eq!(report["counts"]["medium"], 1, "{report}");
+    assert_eq!(report["packages"], 2);
+    let table = agent
+        .run(&["registry", "image", "scan-results", &image])
+        .await
+        .ok()
+        .stdout;
+    assert!(
+        table.contains("1 high, 1 medium (2 findings in 2 packages)"),
+        "{table}"
+    );
+    for expected in [
+        "DSA-5532-1",
+        "libssl3",
+        "3.0.11-1~deb12u2",
+        "GHSA-j8r2-6x86-q33q",
+        "2.31.0",
+        "CVE-2023-32681",
+    ] {
+        assert!(table.contains(expected), "{expected} in\n{table}");
+    }
+    // The SBOM and the report hang off the image as referrers.
+    let referrers: serde_json::Value = reqwest::get(format!(
+        "{}/v2/team/app/referrers/{}",
+        server.url,
+        pushed["digest"].as_str().expect("digest")
+    ))
+    .await
+    .expect("referrers")
+    .json()
+    .await
+    .expect("json");
+    let types: Vec<&str> = referrers["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .filter_map(|m| m["artifactType"].as_str())
+        .collect();
+    assert!(
+        types.contains(&"application/vnd.cyclonedx+json"),
+        "{types:?}"
+    );
+    assert!(
+        types.contains(&"application/vnd.agent-registry.scan-report.v1+json"),
+        "{types:?}"
+    );
+
+    // An image with no packages scans clean.
+    let empty = format!("{host}/team/empty:1");
+    agent.run(&["pull", &empty]).await.ok();
+    let run = agent.run(&["push", &empty, "--security-scan"]).await.ok();
+    assert!(run.stdout.contains("none in 0 packages"), "{}", run.stdout);
+}
+
+/// Runs `program`; (success, stdout + stderr).
+async fn attempt(program: &str, args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{program} could not start ({e}); scripts/test installs it"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs docker with dockerd running, and podman: run scripts/test"]
+async fn a_vulnerability_policy_blocks_exactly_the_vulnerable_images_and_follows_the_database() {
+    let server = TestServer::start_with(|c| c.scanning.on_push = true).await;
+    let host = server.host().to_owned();
+    import(&server, Path::new(FIXTURE));
+    let unique = crate::support::unique();
+    let vulnerable = format!("{host}/prod/vulnerable:{unique}");
+    let patched = format!("{host}/prod/patched:{unique}");
+    let elsewhere = format!("{host}/dev/vulnerable:{unique}");
+    push_image(
+        &server.url,
+        "prod/vulnerable",
+        &unique.to_string(),
+        &[debian("3.0.11-1~deb12u1")],
+    )
+    .await;
+    push_image(
+        &server.url,
+        "prod/patched",
+        &unique.to_string(),
+        &[debian("3.0.11-1~deb12u2")],
+    )
+    .await;
+    push_image(
+        &server.url,
+        "dev/vulnerable",
+        &unique.to_string(),
+        &[debian("3.0.11-1~deb12u1")],
+    )
+    .await;
+    let agent = Agent::new();
+    agent
+        .run(&[
+            "registry",
+            "policy",
+            "set",
+            "--repository",
+            &format!("{host}/prod/*"),
+            "--block-vulnerabilities",
+            "high",
+        ])
+        .await
+        .ok();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("podman");
+    let run = dir.path().join("podman-run");
+    let (root, run) = (root.to_string_lossy(), run.to_string_lossy());
+    let pulls = |image: String| {
+        let (root, run) = (root.clone(), run.clone());
+        async move {
+            let docker = attempt("docker", &["pull", "-q", &image]).await;
+            let _ = attempt("docker", &["rmi", &image]).await;
+            let podman = attempt(
+                "podman",
+                &[
+                    "--root",
+                    &root,
+                    "--runroot",
+                    &run,
+                    "--storage-driver",
+                    "vfs",
+                    "pull",
+                    "-q",
+                    "--tls-verify=false",
+                    &image,
+                ],
+            )
+            .await;
+            let ours = Agent::new().run(&["pull", &image]).await;
+            let ours = (ours.code == 0, format!("{}{}", ours.stdout, ours.stderr));
+            [("docker", docker), ("podman", podman), ("agent", ours)]
+        }
+    };
+    for (client, (ok, out)) in pulls(vulnerable.clone()).await {
+        assert!(!ok, "{client} refused the vulnerable image");
+        assert!(out.to_lowercase().contains("denied"), "{client}: {out}");
+        assert!(
+            out.contains("high vulnerability, DSA-5532-1 in libssl3"),
+            "{client} names the worst finding: {out}"
+        );
+    }
+    for image in [&patched, &elsewhere] {
+        for (client, (ok, out)) in pulls(image.clone()).await {
+            assert!(ok, "{client} pulls {image}: {out}");
+        }
+    }
+
+    // Accepting the advisory (by its CVE alias) leaves only a medium finding: allowed.
+    agent
+        .run(&[
+            "registry",
+            "policy",
+            "set",
+            "--repository",
+            &format!("{host}/prod/*"),
+            "--block-vulnerabilities",
+            "high",
+            "--allow",
+            "CVE-2023-5363",
+        ])
+        .await
+        .ok();
+    for (client, (ok, out)) in pulls(vulnerable.clone()).await {
+        assert!(ok, "{client} pulls once the advisory is accepted: {out}");
+    }
+
+    // A new advisory in the database blocks the patched image too, without a push: the
+    // registry loads the import and scans again.
+    let update = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        update.path().join("DSA-9999-1.json"),
+        r#"{"id": "DSA-9999-1", "aliases": ["CVE-2099-0001"],
+            "database_specific": {"severity": "CRITICAL"},
+            "affected": [{"package": {"ecosystem": "Debian:12", "name": "openssl"},
+              "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "3.0.11-1~deb12u3"}]}]}]}"#,
+    )
+    .expect("write");
+    import(&server, update.path());
+    tokio::time::sleep(agent_registry_server::scanning::RELOAD_CHECK).await;
+    for (client, (ok, out)) in pulls(patched.clone()).await {
+        assert!(!ok, "{client} refused the newly vulnerable image: {out}");
+        assert!(
+            out.contains("critical vulnerability, DSA-9999-1"),
+            "{client}: {out}"
+        );
+    }
+}
