@@ -299,4 +299,19 @@ async fn a_vulnerability_policy_blocks_exactly_the_vulnerable_images_and_follows
             "{client}: {out}"
         );
     }
+    // The results shown follow the new database too, for an image no policy covers
+    // (scanned on push with the old one).
+    let shown = agent
+        .run(&[
+            "registry",
+            "image",
+            "scan-results",
+            &elsewhere,
+            "-o",
+            "json",
+        ])
+        .await
+        .ok()
+        .json();
+    assert_eq!(shown["counts"]["critical"], 1, "{shown}");
 }

@@ -1,5 +1,6 @@
-//! `/api/v1/scans`: an image's newest vulnerability report (`GET`, needs pull) and a scan on
-//! request (`POST`, needs push: it attaches the SBOM and report to the image).
+//! `/api/v1/scans`: an image's newest vulnerability report (`GET`, needs pull; redone first
+//! when it predates the database's last import) and a scan on request (`POST`, needs push:
+//! it attaches the SBOM and report to the image).
 
 use agent_registry_access::Action;
 use agent_registry_oci::{ErrorCode, RepoName};
@@ -66,11 +67,20 @@ async fn latest(
 ) -> ApiResult {
     let image = super::parameters("query", q)?;
     let (repo, manifest) = resolve(&state, &headers, who, &image, Action::Pull).await?;
-    match state
-        .scanner
+    let scanner = &state.scanner;
+    let latest = scanner
         .latest(&state.registry, &repo, &manifest.digest)
-        .await?
-    {
+        .await?;
+    // A report from before the last import is redone, so results follow the database.
+    let stamp = scanner.database().await.stamp.clone();
+    let latest = match latest {
+        Some(old) if old.database != stamp && !stamp.is_empty() => scanner
+            .scan(&state.registry, &repo, &manifest)
+            .await?
+            .or(Some(old)),
+        other => other,
+    };
+    match latest {
         Some(report) => Ok(Json(report).into_response()),
         None => Err(ApiError::new(
             ErrorCode::NotFound,
