@@ -7,7 +7,7 @@ use std::path::Path;
 
 use agent_registry_server::testing::TestServer;
 
-use crate::support::{Agent, push_image};
+use crate::support::{Agent, pull_with_every_client, push_image};
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scan/tests/fixtures/osv");
 
@@ -156,21 +156,6 @@ async fn scans_report_findings_and_a_registry_without_a_database_says_so() {
     assert!(run.stdout.contains("none in 0 packages"), "{}", run.stdout);
 }
 
-/// Runs `program`; (success, stdout + stderr).
-async fn attempt(program: &str, args: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new(program)
-        .args(args)
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("{program} could not start ({e}); scripts/test installs it"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs docker with dockerd running, and podman: run scripts/test"]
 async fn a_vulnerability_policy_blocks_exactly_the_vulnerable_images_and_follows_the_database() {
@@ -217,36 +202,7 @@ async fn a_vulnerability_policy_blocks_exactly_the_vulnerable_images_and_follows
         .ok();
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("podman");
-    let run = dir.path().join("podman-run");
-    let (root, run) = (root.to_string_lossy(), run.to_string_lossy());
-    let pulls = |image: String| {
-        let (root, run) = (root.clone(), run.clone());
-        async move {
-            let docker = attempt("docker", &["pull", "-q", &image]).await;
-            let _ = attempt("docker", &["rmi", &image]).await;
-            let podman = attempt(
-                "podman",
-                &[
-                    "--root",
-                    &root,
-                    "--runroot",
-                    &run,
-                    "--storage-driver",
-                    "vfs",
-                    "pull",
-                    "-q",
-                    "--tls-verify=false",
-                    &image,
-                ],
-            )
-            .await;
-            let ours = Agent::new().run(&["pull", &image]).await;
-            let ours = (ours.code == 0, format!("{}{}", ours.stdout, ours.stderr));
-            [("docker", docker), ("podman", podman), ("agent", ours)]
-        }
-    };
-    for (client, (ok, out)) in pulls(vulnerable.clone()).await {
+    for (client, (ok, out)) in pull_with_every_client(&vulnerable, dir.path()).await {
         assert!(!ok, "{client} refused the vulnerable image");
         assert!(out.to_lowercase().contains("denied"), "{client}: {out}");
         assert!(
@@ -255,7 +211,7 @@ async fn a_vulnerability_policy_blocks_exactly_the_vulnerable_images_and_follows
         );
     }
     for image in [&patched, &elsewhere] {
-        for (client, (ok, out)) in pulls(image.clone()).await {
+        for (client, (ok, out)) in pull_with_every_client(image, dir.path()).await {
             assert!(ok, "{client} pulls {image}: {out}");
         }
     }
@@ -275,7 +231,7 @@ async fn a_vulnerability_policy_blocks_exactly_the_vulnerable_images_and_follows
         ])
         .await
         .ok();
-    for (client, (ok, out)) in pulls(vulnerable.clone()).await {
+    for (client, (ok, out)) in pull_with_every_client(&vulnerable, dir.path()).await {
         assert!(ok, "{client} pulls once the advisory is accepted: {out}");
     }
 
@@ -292,7 +248,7 @@ async fn a_vulnerability_policy_blocks_exactly_the_vulnerable_images_and_follows
     .expect("write");
     import(&server, update.path());
     tokio::time::sleep(agent_registry_server::scanning::RELOAD_CHECK).await;
-    for (client, (ok, out)) in pulls(patched.clone()).await {
+    for (client, (ok, out)) in pull_with_every_client(&patched, dir.path()).await {
         assert!(!ok, "{client} refused the newly vulnerable image: {out}");
         assert!(
             out.contains("critical vulnerability, DSA-9999-1"),

@@ -10,7 +10,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use crate::support::{Agent, docker_image, files_under, noise, push_image, run_ok, sha256};
+use crate::support::{
+    Agent, docker_image, files_under, noise, pull_with_every_client, push_image, run_ok, sha256,
+};
 
 /// An agent that pulled `image` (so it can push it back with `--sign`).
 async fn agent_holding(image: &str) -> Agent {
@@ -486,21 +488,6 @@ async fn signatures_are_cosign_format_and_openssl_agrees_both_ways() {
     );
 }
 
-/// Runs `program` and returns (success, stdout + stderr).
-async fn attempt(program: &str, args: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new(program)
-        .args(args)
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("{program} could not start ({e}); scripts/test installs it"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs docker with dockerd running, and podman: run scripts/test"]
 async fn a_signed_only_policy_refuses_exactly_the_unsigned_images_to_docker_podman_and_agent() {
@@ -569,42 +556,10 @@ async fn a_signed_only_policy_refuses_exactly_the_unsigned_images_to_docker_podm
     assert_eq!(listed[0]["repository"], "prod/*", "{listed}");
     assert_eq!(listed[0]["signed_only"], true);
 
-    let podman_root = dir.path().join("podman");
-    let podman_root = podman_root.to_string_lossy();
-    let podman_run = dir.path().join("podman-run");
-    let podman_run = podman_run.to_string_lossy();
-    let pulls = |image: String| {
-        let podman_root = podman_root.clone();
-        let podman_run = podman_run.clone();
-        async move {
-            let docker = attempt("docker", &["pull", "-q", &image]).await;
-            let _ = attempt("docker", &["rmi", &image]).await;
-            let podman = attempt(
-                "podman",
-                &[
-                    "--root",
-                    &podman_root,
-                    "--runroot",
-                    &podman_run,
-                    "--storage-driver",
-                    "vfs",
-                    "pull",
-                    "-q",
-                    "--tls-verify=false",
-                    &image,
-                ],
-            )
-            .await;
-            let fresh = Agent::new();
-            let run = fresh.run(&["pull", &image]).await;
-            let ours = (run.code == 0, format!("{}{}", run.stdout, run.stderr));
-            [("docker", docker), ("podman", podman), ("agent", ours)]
-        }
-    };
-    for (client, (ok, out)) in pulls(signed.clone()).await {
+    for (client, (ok, out)) in pull_with_every_client(&signed, dir.path()).await {
         assert!(ok, "{client} pulls the signed image: {out}");
     }
-    for (client, (ok, out)) in pulls(elsewhere.clone()).await {
+    for (client, (ok, out)) in pull_with_every_client(&elsewhere, dir.path()).await {
         assert!(
             ok,
             "{client} pulls an unsigned image outside the policy: {out}"
@@ -614,7 +569,7 @@ async fn a_signed_only_policy_refuses_exactly_the_unsigned_images_to_docker_podm
         (&unsigned, "is not signed"),
         (&wrong_key, "no signature of"),
     ] {
-        for (client, (ok, out)) in pulls(image.clone()).await {
+        for (client, (ok, out)) in pull_with_every_client(image, dir.path()).await {
             assert!(!ok, "{client} refused {image}");
             assert!(out.to_lowercase().contains("denied"), "{client}: {out}");
             // docker and podman print the registry's message as it came.
@@ -662,7 +617,7 @@ async fn a_signed_only_policy_refuses_exactly_the_unsigned_images_to_docker_podm
         "{}",
         run.stderr
     );
-    for (client, (ok, out)) in pulls(unsigned.clone()).await {
+    for (client, (ok, out)) in pull_with_every_client(&unsigned, dir.path()).await {
         assert!(ok, "{client} pulls once the policy is gone: {out}");
     }
 }

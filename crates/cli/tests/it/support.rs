@@ -231,6 +231,52 @@ pub async fn docker_image(host: &str, repo: &str, dir: &Path, marker: &str) -> S
     image
 }
 
+/// Runs `program`; whether it succeeded, and its stdout and stderr together.
+pub async fn attempt(program: &str, args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{program} could not start ({e}); scripts/test installs it"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Pulls `image` with docker (then removes it), podman (storage under `dir`) and a fresh
+/// `agent`: each client's name with (success, output).
+pub async fn pull_with_every_client(
+    image: &str,
+    dir: &Path,
+) -> [(&'static str, (bool, String)); 3] {
+    let docker = attempt("docker", &["pull", "-q", image]).await;
+    let _ = attempt("docker", &["rmi", image]).await;
+    let root = dir.join("podman").to_string_lossy().into_owned();
+    let run = dir.join("podman-run").to_string_lossy().into_owned();
+    let podman = attempt(
+        "podman",
+        &[
+            "--root",
+            &root,
+            "--runroot",
+            &run,
+            "--storage-driver",
+            "vfs",
+            "pull",
+            "-q",
+            "--tls-verify=false",
+            image,
+        ],
+    )
+    .await;
+    let ours = Agent::new().run(&["pull", image]).await;
+    let ours = (ours.code == 0, format!("{}{}", ours.stdout, ours.stderr));
+    [("docker", docker), ("podman", podman), ("agent", ours)]
+}
+
 /// A number no other run of the tests uses, for unique tags and subjects.
 pub fn unique() -> u128 {
     std::time::SystemTime::now()
