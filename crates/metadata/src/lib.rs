@@ -300,6 +300,9 @@ pub trait MetadataStore: Send + Sync + 'static {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>>;
+    /// The manifests of `repo` that list `digest` as a child manifest (the indexes a
+    /// platform's manifest belongs to), in digest order.
+    async fn parents(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Digest>>;
 
     /// Catalogue search over every repository with a tag.
     async fn search(&self, search: &Search) -> Result<SearchPage>;

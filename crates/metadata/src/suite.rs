@@ -560,6 +560,17 @@ async fn manifests_need_their_references(store: &dyn MetadataStore) {
         .expect("get")
         .expect("found");
     assert_eq!(moved.digest, d("idx"), "tag moved to the index");
+    assert_eq!(
+        store.parents(&r, &d("m1")).await.expect("parents"),
+        vec![d("idx")]
+    );
+    assert!(
+        store
+            .parents(&r, &d("idx"))
+            .await
+            .expect("parents")
+            .is_empty()
+    );
 }
 
 async fn tags_and_repositories_page_in_lexical_order(store: &dyn MetadataStore) {

@@ -119,6 +119,11 @@ impl Registry {
         }
     }
 
+    /// The indexes of `repo` that list `digest` as one of their manifests.
+    pub async fn parents(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Digest>> {
+        Ok(self.inner.meta.parents(repo, digest).await?)
+    }
+
     /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type.
     pub async fn referrers(
         &self,

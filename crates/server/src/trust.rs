@@ -133,7 +133,15 @@ impl Trust {
             )));
         }
         let digest = &manifest.digest;
-        let found = registry.signatures(repo, digest).await?;
+        let mut found = registry.signatures(repo, digest).await?;
+        // A platform's manifest counts as signed when an index listing it is: cosign signs
+        // the index a multi-platform tag names, and clients fetch its children by digest.
+        let mut signed_as = vec![digest.clone(); found.len()];
+        for parent in registry.parents(repo, digest).await? {
+            let theirs = registry.signatures(repo, &parent).await?;
+            signed_as.extend(std::iter::repeat_n(parent, theirs.len()));
+            found.extend(theirs);
+        }
         if found.is_empty() {
             return Err(denied(format!(
                 "{repo}@{digest} is not signed, and the pull policy for {pattern} allows only \
@@ -141,8 +149,8 @@ impl Trust {
             )));
         }
         let mut reasons = Vec::new();
-        for f in &found {
-            match Verdict::of(&f.payload, &f.layer.signature, digest, keys).0 {
+        for (f, subject) in found.iter().zip(&signed_as) {
+            match Verdict::of(&f.payload, &f.layer.signature, subject, keys).0 {
                 Verdict::Valid(_) => return Ok(()),
                 other => reasons.push(other.describe()),
             }

@@ -621,3 +621,124 @@ async fn a_signed_only_policy_refuses_exactly_the_unsigned_images_to_docker_podm
         assert!(ok, "{client} pulls once the policy is gone: {out}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_index_lets_its_platform_manifests_through_a_signed_only_policy() {
+    use agent_registry_oci::signature::{Layer, Payload, SignatureManifest, SigningKey};
+    let server = TestServer::start().await;
+    let host = server.host().to_owned();
+    let agent = Agent::new();
+    let keys = tempfile::tempdir().expect("tempdir");
+    let team = keys.path().join("team");
+    generate(&agent, &team).await;
+    let key =
+        SigningKey::from_pem(&std::fs::read_to_string(team.with_extension("key")).expect("key"))
+            .expect("a signing key");
+
+    // Two multi-platform images, one platform each; only the first index is signed, the
+    // way `cosign sign` signs what a tag names.
+    let mut indexes = Vec::new();
+    for (tag, seed) in [("signed", 1), ("unsigned", 2)] {
+        let child = push_image(
+            &server.url,
+            "multi/app",
+            &format!("{tag}-amd64"),
+            &[noise(500, seed)],
+        )
+        .await;
+        let child_size = get(&format!("{}/v2/multi/app/manifests/{child}", server.url))
+            .await
+            .bytes()
+            .await
+            .expect("child")
+            .len();
+        let index = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": child.to_string(), "size": child_size,
+                "platform": {"architecture": "amd64", "os": "linux"}}],
+        }))
+        .expect("index");
+        let r = reqwest::Client::new()
+            .put(format!("{}/v2/multi/app/manifests/{tag}", server.url))
+            .header("content-type", "application/vnd.oci.image.index.v1+json")
+            .body(index.clone())
+            .send()
+            .await
+            .expect("put index");
+        assert!(r.status().is_success(), "index: {}", r.status());
+        indexes.push((sha256(&index), index.len(), child));
+    }
+    let (index, index_size, child) = &indexes[0];
+    let payload = Payload {
+        reference: format!("{host}/multi/app"),
+        digest: index.clone(),
+        annotations: Default::default(),
+    }
+    .to_json();
+    let layer = Layer {
+        payload: put_blob(&server.url, "multi/app", &payload).await,
+        size: payload.len() as u64,
+        signature: key.sign(&payload),
+    };
+    let m = SignatureManifest::new(
+        "application/vnd.oci.image.index.v1+json",
+        index,
+        *index_size as u64,
+        &[layer],
+    );
+    put_blob(&server.url, "multi/app", &m.config).await;
+    put_manifest(&server.url, "multi/app", &sig_tag(index), &m.manifest).await;
+    agent
+        .run(&[
+            "registry",
+            "policy",
+            "set",
+            "--repository",
+            &format!("{host}/multi/*"),
+            "--signed-only",
+            "--key",
+            &path(&team, "pub"),
+        ])
+        .await
+        .ok();
+
+    let pulled = Agent::new()
+        .run(&[
+            "pull",
+            &format!("{host}/multi/app:signed"),
+            "--platform",
+            "linux/amd64",
+            "-o",
+            "json",
+        ])
+        .await
+        .ok()
+        .json();
+    assert_eq!(
+        pulled["digest"],
+        child.to_string(),
+        "the platform's manifest came through"
+    );
+    Agent::new()
+        .run(&["pull", &format!("{host}/multi/app@{child}")])
+        .await
+        .ok();
+    let run = Agent::new()
+        .run(&[
+            "pull",
+            &format!("{host}/multi/app:unsigned"),
+            "--platform",
+            "linux/amd64",
+        ])
+        .await;
+    // A 403 from the registry: exit 3, as for any refusal of access.
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("is not signed"), "{}", run.stderr);
+    let (_, _, unsigned_child) = &indexes[1];
+    let run = Agent::new()
+        .run(&["pull", &format!("{host}/multi/app@{unsigned_child}")])
+        .await;
+    assert!(run.stderr.contains("is not signed"), "{}", run.stderr);
+}

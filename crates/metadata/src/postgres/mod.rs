@@ -894,6 +894,26 @@ impl MetadataStore for PostgresStore {
         Ok(Page::of(items, n))
     }
 
+    async fn parents(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Digest>> {
+        let doing = "listing a manifest's parents";
+        let c = self.client().await?;
+        rows(
+            &c,
+            doing,
+            "SELECT digest FROM manifest_refs WHERE repo = $1 AND child = $2 AND kind = $3
+             ORDER BY digest",
+            &[
+                &repo.as_str(),
+                &digest.to_string(),
+                &ref_code(RefKind::Manifest),
+            ],
+        )
+        .await?
+        .iter()
+        .map(|r| parse(doing, r.get(0)))
+        .collect()
+    }
+
     async fn referrers(
         &self,
         repo: &RepoName,

@@ -565,6 +565,23 @@ impl MetadataStore for SqliteStore {
         })
     }
 
+    async fn parents(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Digest>> {
+        let (repo, digest) = (repo.to_string(), digest.to_string());
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT digest FROM manifest_refs WHERE repo = ?1 AND child = ?2 AND kind = ?3
+                 ORDER BY digest",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![repo, digest, ref_code(RefKind::Manifest)], |r| {
+                    parse_digest(r.get(0)?)
+                })?
+                .collect()
+            })
+            .map_err(db_err("listing a manifest's parents"))
+        })
+    }
+
     async fn referrers(
         &self,
         repo: &RepoName,
