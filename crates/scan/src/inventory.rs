@@ -8,10 +8,11 @@
 //! | PyPI | `*.dist-info/METADATA`, `*.egg-info/PKG-INFO`, `*.egg-info` files |
 //! | npm | `package-lock.json` (lockfile v1 to v3), `node_modules/**/package.json` |
 //! | crates.io | `Cargo.lock` |
-//! | Go | `go.sum` (modules whose code was hashed, not only their go.mod) |
+//! | Go | `go.sum` (modules whose code was hashed, not only their go.mod); Go executables'
+//! embedded build information (Go 1.18 and later): their modules and the standard library
+//! (`stdlib`) they were built with |
 //!
 //! The distribution release comes from `etc/os-release` (or `usr/lib/os-release`).
-//! Go binaries' embedded build information is not read yet.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -19,8 +20,10 @@ use std::io::Read;
 use crate::osv::Releases;
 use crate::{Ecosystem, Package};
 
-/// Files larger than this are skipped (no package database comes near it).
+/// Package databases larger than this are skipped (none comes near it).
 const FILE_MAX: u64 = 64 << 20;
+/// Executables larger than this are not searched for Go build information.
+const EXECUTABLE_MAX: u64 = 256 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
@@ -96,13 +99,28 @@ impl Inventory {
                 if !entry.header().entry_type().is_file() {
                     continue;
                 }
-                if !interesting(&path) || entry.size() > FILE_MAX {
+                let executable = entry.header().mode().is_ok_and(|m| m & 0o111 != 0);
+                let size = entry.size();
+                let wanted = if interesting(&path) {
+                    size <= FILE_MAX
+                } else {
+                    executable && (1024..=EXECUTABLE_MAX).contains(&size)
+                };
+                if !wanted {
                     files.remove(&path);
                     continue;
                 }
-                let mut bytes = Vec::with_capacity(entry.size() as usize);
+                let mut bytes = Vec::with_capacity(size as usize);
                 entry.read_to_end(&mut bytes).map_err(err)?;
-                files.insert(path, bytes);
+                if interesting(&path) {
+                    files.insert(path, bytes);
+                } else {
+                    // An executable: only a Go binary's build information is kept.
+                    match go_build_info(&bytes) {
+                        Some(info) => files.insert(path, info),
+                        None => files.remove(&path),
+                    };
+                }
             }
         }
         Ok(Inventory::of_files(&files))
@@ -115,7 +133,9 @@ impl Inventory {
         for (path, bytes) in files {
             let text = String::from_utf8_lossy(bytes);
             let name = path.rsplit('/').next().unwrap_or(path);
-            if path.ends_with("os-release") {
+            if let Some(info) = bytes.strip_prefix(GO_BUILD_INFO) {
+                go_binary(&String::from_utf8_lossy(info), path, &mut packages);
+            } else if path.ends_with("os-release") {
                 os_release(&text, &mut releases);
             } else if path.starts_with("var/lib/dpkg/status") {
                 dpkg(&text, path, &mut packages);
@@ -306,6 +326,80 @@ fn cargo_lock(text: &str, path: &str, out: &mut Vec<Package>) {
             });
         }
     }
+}
+
+/// What a Go binary's build information is kept as among the files, before its text.
+const GO_BUILD_INFO: &[u8] = b"\0go-build-info\n";
+
+/// The build information Go 1.18+ embeds in executables (`debug/buildinfo`): after the
+/// 16-byte-aligned magic `\xff Go buildinf:`, a 32-byte header whose flags byte has bit 2
+/// set, then the Go version and the module information as varint-prefixed strings, the latter
+/// framed by 16-byte sentinels. Kept as `GO_BUILD_INFO`, the version, a newline, the modules.
+fn go_build_info(bytes: &[u8]) -> Option<Vec<u8>> {
+    const MAGIC: &[u8] = b"\xff Go buildinf:";
+    if !bytes.starts_with(b"\x7fELF") {
+        return None;
+    }
+    let at = (0..bytes.len().saturating_sub(32))
+        .step_by(16)
+        .find(|&i| bytes[i..].starts_with(MAGIC))?;
+    let header = &bytes[at..];
+    if header[15] & 2 == 0 {
+        return None; // Before Go 1.18: pointers into the data segment; not read.
+    }
+    let (version, rest) = varint_string(&header[32..])?;
+    let (modules, _) = varint_string(rest)?;
+    let modules = if modules.len() >= 33 && modules[modules.len() - 17] == b'\n' {
+        &modules[16..modules.len() - 16]
+    } else {
+        &[][..]
+    };
+    Some([GO_BUILD_INFO, version, b"\n", modules].concat())
+}
+
+fn varint_string(data: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (mut len, mut shift, mut used) = (0usize, 0u32, 0usize);
+    for b in data.iter().take(10) {
+        used += 1;
+        len |= usize::from(b & 0x7f).checked_shl(shift)?;
+        if b & 0x80 == 0 {
+            let rest = &data[used..];
+            return (len <= rest.len()).then(|| rest.split_at(len));
+        }
+        shift += 7;
+    }
+    None
+}
+
+/// The modules a Go binary was built from (`dep` lines, with `=>` replacements) and the
+/// standard library of its Go version.
+fn go_binary(info: &str, path: &str, out: &mut Vec<Package>) {
+    let mut lines = info.lines();
+    let go = |name: &str, version: &str| Package {
+        ecosystem: Ecosystem::Go,
+        name: name.to_owned(),
+        version: version.to_owned(),
+        source: None,
+        path: path.to_owned(),
+    };
+    if let Some(version) = lines.next().and_then(|v| v.strip_prefix("go")) {
+        // go1.21.3 is stdlib 1.21.3 in OSV's Go database.
+        out.push(go("stdlib", version));
+    }
+    let mut modules: Vec<Package> = Vec::new();
+    for line in lines {
+        let fields: Vec<&str> = line.split('\t').collect();
+        match fields.as_slice() {
+            ["dep", module, version, ..] => modules.push(go(module, version)),
+            ["=>", module, version, ..] => {
+                if let Some(last) = modules.last_mut() {
+                    *last = go(module, version);
+                }
+            }
+            _ => {}
+        }
+    }
+    out.extend(modules);
 }
 
 fn go_sum(text: &str, path: &str, out: &mut Vec<Package>) {

@@ -258,3 +258,70 @@ fn an_image_without_packages_scans_clean_and_a_bad_layer_is_an_error() {
     let e = Inventory::read_layers([&broken[..]]).expect_err("not a layer");
     assert!(e.to_string().starts_with("layer 0:"), "{e}");
 }
+
+/// What `go build` embeds (Go 1.18+): an ELF file holding the build information blob.
+fn go_binary(version: &str, modules: &str) -> Vec<u8> {
+    fn varint(mut n: usize, out: &mut Vec<u8>) {
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+    let mut bytes = b"\x7fELF".to_vec();
+    bytes.resize(4096, 0);
+    bytes.extend_from_slice(b"\xff Go buildinf:");
+    bytes.extend_from_slice(&[8, 2]);
+    bytes.resize(4096 + 32, 0);
+    varint(version.len(), &mut bytes);
+    bytes.extend_from_slice(version.as_bytes());
+    let framed = format!("0123456789abcdef{modules}\nfedcba9876543210");
+    varint(framed.len(), &mut bytes);
+    bytes.extend_from_slice(framed.as_bytes());
+    bytes.resize(bytes.len() + 2048, 0);
+    bytes
+}
+
+#[test]
+fn go_binaries_list_their_modules_and_standard_library() {
+    let binary = go_binary(
+        "go1.21.3",
+        "path\texample.com/agent\nmod\texample.com/agent\t(devel)\t\n\
+         dep\tgolang.org/x/net\tv0.17.0\th1:abc=\n\
+         dep\tgolang.org/x/text\tv0.13.0\th1:def=\n=>\tgolang.org/x/text\tv0.14.0\th1:ghi=\n\
+         build\t-compiler=gc",
+    );
+    let binary = binary.as_slice();
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(binary.len() as u64);
+    header.set_mode(0o755);
+    header.set_cksum();
+    builder
+        .append_data(&mut header, "usr/local/bin/agent", binary)
+        .expect("append");
+    // The same bytes without the executable bit are not looked into.
+    let mut header = tar::Header::new_gnu();
+    header.set_size(binary.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder
+        .append_data(&mut header, "data/blob", binary)
+        .expect("append");
+    let layer = builder.into_inner().expect("tar");
+    let inventory = Inventory::read_layers([layer.as_slice()]).expect("layers");
+    let found: Vec<(&str, &str, &str)> = inventory
+        .packages
+        .iter()
+        .map(|p| (p.name.as_str(), p.version.as_str(), p.path.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            ("golang.org/x/net", "v0.17.0", "usr/local/bin/agent"),
+            ("golang.org/x/text", "v0.14.0", "usr/local/bin/agent"),
+            ("stdlib", "1.21.3", "usr/local/bin/agent"),
+        ],
+        "dependencies with their replacements, and the standard library"
+    );
+}
