@@ -7,8 +7,9 @@
 //! cosign's `.sig` manifests) are always served, so verifiers can read them.
 //!
 //! A manifest that passed is remembered for [`VERIFIED_FOR`] under the policy version and
-//! vulnerability database it was checked against, so pulls of a signed image do not re-read and re-verify its signatures
-//! every time; a policy change re-checks at once, a removed signature within that time.
+//! vulnerability database it was checked against, so pulls of a signed image do not re-read
+//! and re-verify its signatures every time; a policy change or an import re-checks at once, a
+//! removed signature counts within that time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -94,9 +94,12 @@ pub async fn put(
         )
         .await?;
     if state.scanner.on_push {
+        // Parsed already by the push, so this cannot fail; the type is the manifest's own.
+        let media_type = agent_registry_oci::Manifest::parse(content_type.as_deref(), &body)
+            .map_or(media::OCI_MANIFEST, |m| m.media_type);
         let stored = StoredManifest {
             digest: stored.digest.clone(),
-            media_type: content_type.unwrap_or_else(|| media::OCI_MANIFEST.to_owned()),
+            media_type: media_type.to_owned(),
             content: body,
         };
         let (state, name) = (state.clone(), name.clone());
