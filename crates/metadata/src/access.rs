@@ -208,3 +208,12 @@ pub trait AccessStore: std::fmt::Debug + Send + Sync + 'static {
     /// node sharing the database ends up with the same one.
     async fn shared_secret(&self, name: &str, candidate: Vec<u8>) -> Result<Vec<u8>>;
 }
+
+/// The non-empty lines of a column holding one item per line (a pull policy's allowed
+/// advisories).
+pub(crate) fn lines(s: &str) -> Vec<String> {
+    s.lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}

@@ -10,6 +10,8 @@ use crate::{Error, Registry, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutManifest {
     pub digest: Digest,
+    /// The media type it was stored as.
+    pub media_type: &'static str,
     pub subject: Option<Digest>,
 }
 
@@ -40,13 +42,14 @@ impl Registry {
             Reference::Tag(tag) => (Digest::of(Algorithm::Sha256, &body), Some(tag.clone())),
         };
         let subject = parsed.subject.clone();
+        let media_type = parsed.media_type;
         let listing = self.listing(repo, &parsed).await;
         self.inner
             .meta
             .put_manifest(NewManifest {
                 repo: repo.clone(),
                 digest: digest.clone(),
-                media_type: parsed.media_type.to_owned(),
+                media_type: media_type.to_owned(),
                 artifact_type: parsed.artifact_type,
                 subject: parsed.subject,
                 content: body,
@@ -59,7 +62,11 @@ impl Registry {
                 pushed_by: pushed_by.map(str::to_owned),
             })
             .await?;
-        Ok(PutManifest { digest, subject })
+        Ok(PutManifest {
+            digest,
+            media_type,
+            subject,
+        })
     }
 
     pub async fn manifest(&self, repo: &RepoName, reference: &Reference) -> Result<StoredManifest> {

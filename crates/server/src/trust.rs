@@ -20,6 +20,7 @@ use agent_registry_metadata::StoredManifest;
 use agent_registry_oci::signature::{self, PublicKey, Verdict};
 use agent_registry_oci::{Digest, ErrorCode, RepoName};
 use agent_registry_registry::Registry;
+use agent_registry_registry::signatures::StoredSignature;
 use agent_registry_scan::Severity;
 use anyhow::Context as _;
 
@@ -134,27 +135,26 @@ impl Trust {
             )));
         }
         let digest = &manifest.digest;
-        let mut found = registry.signatures(repo, digest).await?;
+        let mut reasons = Vec::new();
+        let own = registry.signatures(repo, digest).await?;
+        let mut signed = !own.is_empty();
+        if any_valid(&own, digest, keys, &mut reasons) {
+            return Ok(());
+        }
         // A platform's manifest counts as signed when an index listing it is: cosign signs
         // the index a multi-platform tag names, and clients fetch its children by digest.
-        let mut signed_as = vec![digest.clone(); found.len()];
         for parent in registry.parents(repo, digest).await? {
             let theirs = registry.signatures(repo, &parent).await?;
-            signed_as.extend(std::iter::repeat_n(parent, theirs.len()));
-            found.extend(theirs);
+            signed |= !theirs.is_empty();
+            if any_valid(&theirs, &parent, keys, &mut reasons) {
+                return Ok(());
+            }
         }
-        if found.is_empty() {
+        if !signed {
             return Err(denied(format!(
                 "{repo}@{digest} is not signed, and the pull policy for {pattern} allows only \
                  images signed by a trusted key (sign it with `agent push --sign`)"
             )));
-        }
-        let mut reasons = Vec::new();
-        for (f, subject) in found.iter().zip(&signed_as) {
-            match Verdict::of(&f.payload, &f.layer.signature, subject, keys).0 {
-                Verdict::Valid(_) => return Ok(()),
-                other => reasons.push(other.describe()),
-            }
         }
         reasons.dedup();
         Err(denied(format!(
@@ -182,4 +182,21 @@ impl Trust {
         }
         verified.insert(key, (version, database, Instant::now()));
     }
+}
+
+/// Whether one of `found` is a valid signature of `subject` by one of `keys`; why not, for
+/// each that is not, goes to `reasons`.
+fn any_valid(
+    found: &[StoredSignature],
+    subject: &Digest,
+    keys: &[PublicKey],
+    reasons: &mut Vec<String>,
+) -> bool {
+    for f in found {
+        match Verdict::of(&f.payload, &f.layer.signature, subject, keys).0 {
+            Verdict::Valid(_) => return true,
+            other => reasons.push(other.describe()),
+        }
+    }
+    false
 }

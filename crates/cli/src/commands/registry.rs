@@ -473,15 +473,16 @@ async fn policy(ctx: &Context, command: PolicyCommand) -> anyhow::Result<()> {
             registry,
         } => {
             let (client, pattern) = client_for(ctx, Some(&repository), &registry)?;
-            let mut trusted_keys = Vec::new();
-            for path in &key {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-                // Checked here too, so a wrong file is named before anything is sent.
-                agent_registry_oci::signature::PublicKey::parse_pem(&text)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                trusted_keys.push(text);
-            }
+            // Read here, so a wrong file is named before anything is sent. No --key means the
+            // registry's keys, not this machine's default one.
+            let trusted_keys = if key.is_empty() {
+                Vec::new()
+            } else {
+                super::signing::public_keys(ctx, &key, true)?
+                    .iter()
+                    .map(agent_registry_oci::signature::PublicKey::to_pem)
+                    .collect()
+            };
             let set = agent_registry_oci::access::PullPolicy {
                 repository: pattern.unwrap_or_default().to_owned(),
                 signed_only,

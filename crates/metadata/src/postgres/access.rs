@@ -275,12 +275,7 @@ impl AccessStore for PostgresStore {
                 signed_only: r.get(1),
                 trusted_keys: r.get(2),
                 block_vulnerabilities: r.get(3),
-                allowed_advisories: r
-                    .get::<_, &str>(4)
-                    .lines()
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
+                allowed_advisories: crate::access::lines(r.get(4)),
             })
         })
         .collect::<Result<_>>()?;

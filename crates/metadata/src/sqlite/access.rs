@@ -57,13 +57,6 @@ fn token_of(r: &Row) -> rusqlite::Result<TokenRecord> {
     })
 }
 
-fn split_lines(s: &str) -> Vec<String> {
-    s.lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 fn split_list(s: &str) -> Vec<String> {
     s.split(',')
         .filter(|p| !p.is_empty())
@@ -119,7 +112,7 @@ fn policy(c: &Connection) -> Result<PolicyRecords> {
                     signed_only: r.get(1)?,
                     trusted_keys: r.get(2)?,
                     block_vulnerabilities: r.get(3)?,
-                    allowed_advisories: split_lines(&r.get::<_, String>(4)?),
+                    allowed_advisories: crate::access::lines(&r.get::<_, String>(4)?),
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;

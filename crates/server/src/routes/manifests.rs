@@ -1,7 +1,7 @@
 //! `GET`/`HEAD`/`PUT`/`DELETE /v2/<name>/manifests/<reference>`.
 
 use agent_registry_metadata::StoredManifest;
-use agent_registry_oci::{Reference, RepoName, media};
+use agent_registry_oci::{Reference, RepoName};
 use agent_registry_registry::{Error, Registry};
 use axum::body::Body;
 use axum::http::{Method, StatusCode, header};
@@ -94,12 +94,9 @@ pub async fn put(
         )
         .await?;
     if state.scanner.on_push {
-        // Parsed already by the push, so this cannot fail; the type is the manifest's own.
-        let media_type = agent_registry_oci::Manifest::parse(content_type.as_deref(), &body)
-            .map_or(media::OCI_MANIFEST, |m| m.media_type);
         let stored = StoredManifest {
             digest: stored.digest.clone(),
-            media_type: media_type.to_owned(),
+            media_type: stored.media_type.to_owned(),
             content: body,
         };
         let (state, name) = (state.clone(), name.clone());

@@ -83,6 +83,16 @@ fn parameters<T>(what: &str, query: Result<Query<T>, QueryRejection>) -> ApiResu
     })
 }
 
+/// A JSON request body, or PARAMETER_INVALID saying what is wrong with it.
+fn body<T>(json: Result<axum::Json<T>, axum::extract::rejection::JsonRejection>) -> ApiResult<T> {
+    json.map(|axum::Json(t)| t).map_err(|e| {
+        ApiError::new(
+            ErrorCode::ParameterInvalid,
+            format!("bad request body: {}", e.body_text()),
+        )
+    })
+}
+
 /// Every response says which API it speaks, as docker expects.
 async fn api_version_header(mut response: Response) -> Response {
     response

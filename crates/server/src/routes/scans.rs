@@ -98,12 +98,7 @@ async fn scan(
     headers: HeaderMap,
     json: Result<Json<Image>, JsonRejection>,
 ) -> ApiResult {
-    let Json(image) = json.map_err(|e| {
-        ApiError::new(
-            ErrorCode::ParameterInvalid,
-            format!("bad request body: {}", e.body_text()),
-        )
-    })?;
+    let image = super::body(json)?;
     let (repo, manifest) = resolve(&state, &headers, who, &image, Action::Push).await?;
     match state
         .scanner

@@ -13,7 +13,7 @@ mod policies;
 use agent_registry_access::Caller;
 use agent_registry_oci::ErrorCode;
 use axum::extract::Query;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json, Router};
@@ -33,14 +33,7 @@ fn who(w: Option<Extension<Who>>) -> Who {
     w.map_or_else(Who::anonymous, |Extension(w)| w)
 }
 
-fn body<T>(json: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
-    json.map(|Json(t)| t).map_err(|e| {
-        ApiError::new(
-            ErrorCode::ParameterInvalid,
-            format!("bad request body: {}", e.body_text()),
-        )
-    })
-}
+use super::body;
 
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
     super::parameters("query", q)
