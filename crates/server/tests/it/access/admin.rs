@@ -343,7 +343,8 @@ async fn admin_commands_work_beside_a_running_server_and_no_secret_reaches_its_l
         "the log was written at trace level: {}",
         &text[..text.len().min(500)]
     );
-    let secret_part = token.rsplit('_').next().expect("secret");
+    // `art_<id>_<secret>`: the secret is URL-safe base64, so it may hold `_` itself.
+    let secret_part = token.splitn(3, '_').nth(2).expect("secret");
     for secret in [
         alice_password,
         admin_password,
