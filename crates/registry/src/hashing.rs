@@ -51,14 +51,36 @@ impl HashPipe {
         }
     }
 
-    pub(crate) async fn finish(self) -> Result<Hasher> {
+    /// Ends the input. The hash of everything fed may still be finishing on its thread: a
+    /// chunked upload answers its PATCH without waiting, and the next request waits instead.
+    pub(crate) fn close(self) -> PendingHash {
         match self {
-            HashPipe::Inline(h) => Ok(*h),
+            HashPipe::Inline(h) => PendingHash::Ready(h),
             HashPipe::Threaded { tx, task } => {
                 drop(tx);
-                task.await
-                    .map_err(|e| Error::Internal(format!("hashing thread failed: {e}")))
+                PendingHash::Running(task)
             }
+        }
+    }
+
+    pub(crate) async fn finish(self) -> Result<Hasher> {
+        self.close().wait().await
+    }
+}
+
+/// The hash of a closed [`HashPipe`], done or being finished.
+pub(crate) enum PendingHash {
+    Ready(Box<Hasher>),
+    Running(JoinHandle<Hasher>),
+}
+
+impl PendingHash {
+    pub(crate) async fn wait(self) -> Result<Hasher> {
+        match self {
+            PendingHash::Ready(h) => Ok(*h),
+            PendingHash::Running(task) => task
+                .await
+                .map_err(|e| Error::Internal(format!("hashing thread failed: {e}"))),
         }
     }
 }

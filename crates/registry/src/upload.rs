@@ -14,7 +14,7 @@ use agent_registry_oci::{Algorithm, Digest, Hasher, RepoName};
 use futures_util::StreamExt;
 use tracing::{debug, warn};
 
-use crate::hashing::{HashPipe, hash_stream};
+use crate::hashing::{HashPipe, PendingHash, hash_stream};
 use crate::{Body, Error, Registry, Result};
 
 /// How often a body of unknown length is weighed against quotas and the free-space floor.
@@ -22,10 +22,12 @@ const SPACE_CHECK_EVERY: u64 = 64 << 20;
 /// Most of a refused body read (and dropped) so its client can hear the refusal.
 const DRAIN_LIMIT: u64 = 256 << 20;
 
-/// The running hash of an upload: valid when `offset` equals the upload's size.
+/// The running hash of an upload's first `offset` bytes: current when `offset` equals the
+/// upload's size. The last chunk's hashing may still be finishing when its PATCH is answered,
+/// so it overlaps the client sending the next chunk.
 pub(crate) struct HashState {
     offset: u64,
-    hasher: Option<Hasher>,
+    hasher: Option<PendingHash>,
 }
 
 /// Where an upload stands after a request.
@@ -302,17 +304,24 @@ impl Registry {
         refusal
     }
 
-    /// Takes the hash of the first `size` bytes of the upload out of `state`, rebuilding it
-    /// from storage if it is missing or stale. `state` holds no hash until the caller puts back
-    /// one that matches storage again, so a failure in between can never leave a wrong one.
-    /// The hash of the upload's `size` bytes so far: the one in memory, caught up with what
-    /// other nodes appended since this one last saw the upload (bytes already written never
-    /// change), or rebuilt from the start.
+    /// Takes the hash of the upload's first `size` bytes out of `state`: the one in memory
+    /// (once its last chunk has finished hashing), caught up with what other nodes appended
+    /// since this one last saw the upload (bytes already written never change), or rebuilt
+    /// from the start. `state` holds no hash until the caller puts back one that matches
+    /// storage again, so a failure in between can never leave a wrong one.
     async fn take_hasher(&self, id: &str, state: &mut HashState, size: u64) -> Result<Hasher> {
-        let (hasher, from) = match state.hasher.take() {
+        let held = match state.hasher.take() {
+            Some(pending) if state.offset <= size => pending
+                .wait()
+                .await
+                .inspect_err(|e| warn!(id, error = %e, "rebuilding an upload's hash"))
+                .ok(),
+            _ => None,
+        };
+        let (hasher, from) = match held {
             Some(h) if state.offset == size => return Ok(h),
-            Some(h) if state.offset < size => (h, state.offset),
-            _ => (Hasher::new(Algorithm::Sha256), 0),
+            Some(h) => (h, state.offset),
+            None => (Hasher::new(Algorithm::Sha256), 0),
         };
         debug!(id, from, size, "catching the upload's hash up from storage");
         hash_stream(hasher, self.inner.blobs.read_upload(id, from).await?).await
@@ -379,7 +388,7 @@ impl Registry {
         }
         .await;
         let new_size = writer.finish().await;
-        let hasher = pipe.finish().await;
+        let hashed = pipe.close();
         self.inner
             .counters
             .bytes_received
@@ -393,7 +402,6 @@ impl Registry {
             Err(e @ Error::StorageFull(_)) => return Err(self.refuse(e, &mut body).await),
             Err(e) => return Err(e),
         };
-        let hasher = hasher?;
         if new_size != size + received {
             warn!(
                 id,
@@ -410,7 +418,7 @@ impl Registry {
             )));
         }
         state.offset = new_size;
-        state.hasher = Some(hasher);
+        state.hasher = Some(hashed);
         Ok(new_size)
     }
 }
