@@ -11,16 +11,16 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod admin;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// Upload bodies arrive as a stream of short-lived buffers of a few hundred KiB each. glibc's
 /// malloc hands such buffers back to the kernel as they are freed, so every one is faulted in
 /// and zeroed again (a sixth of the server's CPU on a chunked upload); jemalloc reuses them,
-/// and returns memory left idle for a few seconds.
+/// and gives back memory left unused for about ten seconds.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::layer::SubscriberExt as _;
-use tracing_subscriber::util::SubscriberInitExt as _;
 
 #[derive(Parser)]
 #[command(name = "agent-registry", version, about = "An OCI registry for AI agents", long_about = None)]
