@@ -59,7 +59,8 @@ fn interesting(path: &str) -> bool {
 }
 
 impl Inventory {
-    /// Reads the layers, bottom first; each is a tar stream, gzip-compressed or not.
+    /// Reads the layers, bottom first; each is a tar stream, gzip- or zstd-compressed or not
+    /// (told apart by their magic numbers, as the media type may not say).
     pub fn read_layers<R: Read>(
         layers: impl IntoIterator<Item = R>,
     ) -> Result<Inventory, InventoryError> {
@@ -67,11 +68,12 @@ impl Inventory {
         for (i, layer) in layers.into_iter().enumerate() {
             let err = |source| InventoryError::Layer { layer: i, source };
             let mut peek = std::io::BufReader::new(layer);
-            let gzip = std::io::BufRead::fill_buf(&mut peek)
-                .map_err(err)?
-                .starts_with(&[0x1f, 0x8b]);
-            let reader: Box<dyn Read> = if gzip {
+            let head = std::io::BufRead::fill_buf(&mut peek).map_err(err)?;
+            let reader: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
                 Box::new(flate2::read::GzDecoder::new(peek))
+            } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+                // Every frame in turn, skippable ones too (zstd:chunked writes both).
+                Box::new(zstd::stream::read::Decoder::with_buffer(peek).map_err(err)?)
             } else {
                 Box::new(peek)
             };

@@ -9,12 +9,9 @@ use agent_registry_scan::osv::Database;
 use agent_registry_scan::report::{Report, cyclonedx};
 use agent_registry_scan::{Ecosystem, Severity};
 
-/// A gzip-compressed tar layer holding `files` (path, contents).
-fn layer(files: &[(&str, &str)]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
-        Vec::new(),
-        flate2::Compression::fast(),
-    ));
+/// An uncompressed tar holding `files` (path, contents).
+fn tar_of(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
     for (path, contents) in files {
         let mut header = tar::Header::new_gnu();
         header.set_size(contents.len() as u64);
@@ -24,7 +21,15 @@ fn layer(files: &[(&str, &str)]) -> Vec<u8> {
             .append_data(&mut header, path, contents.as_bytes())
             .expect("append");
     }
-    builder.into_inner().expect("tar").finish().expect("gzip")
+    builder.into_inner().expect("tar")
+}
+
+/// A gzip-compressed tar layer holding `files` (path, contents).
+fn layer(files: &[(&str, &str)]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gzip.write_all(&tar_of(files)).expect("gzip");
+    gzip.finish().expect("gzip")
 }
 
 fn database() -> Database {
@@ -256,6 +261,36 @@ fn an_image_without_packages_scans_clean_and_a_bad_layer_is_an_error() {
     );
     let broken = [0x1f_u8, 0x8b, 0, 1, 2, 3];
     let e = Inventory::read_layers([&broken[..]]).expect_err("not a layer");
+    assert!(e.to_string().starts_with("layer 0:"), "{e}");
+}
+
+#[test]
+fn zstd_layers_are_read_in_one_frame_or_several() {
+    let files = [
+        ("etc/os-release", "ID=debian\nVERSION_ID=\"12\"\n"),
+        ("var/lib/dpkg/status", DPKG_STATUS),
+    ];
+    let tar = tar_of(&files);
+    let one_frame = zstd::encode_all(tar.as_slice(), 3).expect("zstd");
+    // As zstd:chunked writes them: frames one after another, with a skippable frame between.
+    let (front, back) = tar.split_at(tar.len() / 2);
+    let mut frames = zstd::encode_all(front, 3).expect("zstd");
+    frames.extend_from_slice(&[0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2, 3, 4]);
+    frames.extend(zstd::encode_all(back, 3).expect("zstd"));
+
+    let gzip = Inventory::read_layers([layer(&files).as_slice()]).expect("gzip layer");
+    for zstd_layer in [one_frame, frames] {
+        let inventory = Inventory::read_layers([zstd_layer.as_slice()]).expect("zstd layer");
+        assert_eq!(inventory.packages, gzip.packages);
+        assert_eq!(inventory.releases.debian.as_deref(), Some("12"));
+        assert!(
+            inventory.packages.iter().any(|p| p.name == "libssl3"),
+            "{:?}",
+            inventory.packages
+        );
+    }
+    let cut = zstd::encode_all(tar.as_slice(), 3).expect("zstd");
+    let e = Inventory::read_layers([&cut[..cut.len() / 2]]).expect_err("a cut zstd layer");
     assert!(e.to_string().starts_with("layer 0:"), "{e}");
 }
 

@@ -27,17 +27,23 @@ fn layer(files: &[(&str, &str)]) -> Vec<u8> {
 }
 
 fn debian(openssl: &str) -> Vec<u8> {
+    debian_with(openssl, &[])
+}
+
+/// [`debian`]'s layer with `more` files.
+fn debian_with(openssl: &str, more: &[(&str, &str)]) -> Vec<u8> {
     let status = format!(
         "Package: libssl3\nStatus: install ok installed\nSource: openssl\nVersion: {openssl}\n"
     );
-    layer(&[
+    let files = [
         ("etc/os-release", "ID=debian\nVERSION_ID=\"12\"\n"),
         ("var/lib/dpkg/status", &status),
         (
             "usr/local/lib/python3.11/site-packages/requests-2.30.0.dist-info/METADATA",
             "Metadata-Version: 2.1\nName: requests\nVersion: 2.30.0\n",
         ),
-    ])
+    ];
+    layer(&[&files[..], more].concat())
 }
 
 fn import(server: &TestServer, source: &Path) {
@@ -270,4 +276,72 @@ async fn a_vulnerability_policy_blocks_exactly_the_vulnerable_images_and_follows
         .ok()
         .json();
     assert_eq!(shown["counts"]["critical"], 1, "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs podman: run scripts/test"]
+async fn an_image_podman_pushes_with_zstd_layers_is_scanned_like_any_other() {
+    let server = TestServer::start().await;
+    let host = server.host().to_owned();
+    import(&server, Path::new(FIXTURE));
+    let tag = crate::support::unique().to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A layer the registry has never seen, so podman compresses it rather than reusing a blob.
+    let layer = debian_with("3.0.11-1~deb12u1", &[("unique.txt", &tag)]);
+    let tarball = dir.path().join("layer.tar");
+    std::fs::write(&tarball, layer).expect("write");
+    let root = dir.path().join("podman").to_string_lossy().into_owned();
+    let run = dir.path().join("podman-run").to_string_lossy().into_owned();
+    let image = format!("{host}/team/zstd:{tag}");
+    let storage = [
+        "--root",
+        &root,
+        "--runroot",
+        &run,
+        "--storage-driver",
+        "vfs",
+    ];
+    let tarball = tarball.to_string_lossy();
+    let import = [&storage[..], &["import", "-q", &tarball, &image]].concat();
+    crate::support::run_ok("podman", &import).await;
+    let push = [
+        &storage[..],
+        &[
+            "push",
+            "-q",
+            "--tls-verify=false",
+            "--compression-format",
+            "zstd",
+            &image,
+        ],
+    ]
+    .concat();
+    crate::support::run_ok("podman", &push).await;
+
+    let http = reqwest::Client::new();
+    let manifest: serde_json::Value = http
+        .get(format!("{}/v2/team/zstd/manifests/{tag}", server.url))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .expect("manifest")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        manifest["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd",
+        "podman pushed a zstd layer: {manifest}"
+    );
+    let report: serde_json::Value = http
+        .post(format!("{}/api/v1/scans", server.url))
+        .json(&serde_json::json!({"repository": "team/zstd", "reference": tag}))
+        .send()
+        .await
+        .expect("scan")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(report["counts"]["high"], 1, "{report}");
+    assert_eq!(report["counts"]["medium"], 1, "{report}");
+    assert_eq!(report["packages"], 2, "{report}");
 }
