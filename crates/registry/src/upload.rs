@@ -75,9 +75,12 @@ impl Registry {
         let mut map = self.inner.uploads.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(id.to_owned())
             .or_insert_with(|| {
+                // The hash of no bytes needs no reading: a new upload's first chunk, and a
+                // node catching up an upload it has not seen, start from it.
+                let empty = Hasher::new(Algorithm::Sha256);
                 Arc::new(tokio::sync::Mutex::new(HashState {
                     offset: 0,
-                    hasher: None,
+                    hasher: Some(PendingHash::Ready(Box::new(empty))),
                 }))
             })
             .clone()
