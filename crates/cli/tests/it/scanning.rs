@@ -7,7 +7,7 @@ use std::path::Path;
 
 use agent_registry_server::testing::TestServer;
 
-use crate::support::{Agent, pull_with_every_client, push_image};
+use crate::support::{Agent, podman, pull_with_every_client, push_image};
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scan/tests/fixtures/osv");
 
@@ -290,22 +290,10 @@ async fn an_image_podman_pushes_with_zstd_layers_is_scanned_like_any_other() {
     let layer = debian_with("3.0.11-1~deb12u1", &[("unique.txt", &tag)]);
     let tarball = dir.path().join("layer.tar");
     std::fs::write(&tarball, layer).expect("write");
-    let root = dir.path().join("podman").to_string_lossy().into_owned();
-    let run = dir.path().join("podman-run").to_string_lossy().into_owned();
     let image = format!("{host}/team/zstd:{tag}");
-    let storage = [
-        "--root",
-        &root,
-        "--runroot",
-        &run,
-        "--storage-driver",
-        "vfs",
-    ];
     let tarball = tarball.to_string_lossy();
-    let import = [&storage[..], &["import", "-q", &tarball, &image]].concat();
-    crate::support::run_ok("podman", &import).await;
-    let push = [
-        &storage[..],
+    for args in [
+        &["import", "-q", &tarball, &image][..],
         &[
             "push",
             "-q",
@@ -314,9 +302,10 @@ async fn an_image_podman_pushes_with_zstd_layers_is_scanned_like_any_other() {
             "zstd",
             &image,
         ],
-    ]
-    .concat();
-    crate::support::run_ok("podman", &push).await;
+    ] {
+        let (ok, out) = podman(dir.path(), args).await;
+        assert!(ok, "podman {}: {out}", args.join(" "));
+    }
 
     let http = reqwest::Client::new();
     let manifest: serde_json::Value = http

@@ -246,6 +246,22 @@ pub async fn attempt(program: &str, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Runs podman with storage of its own under `dir` (vfs, which needs neither root nor fuse);
+/// whether it succeeded, and its stdout and stderr together.
+pub async fn podman(dir: &Path, args: &[&str]) -> (bool, String) {
+    let root = dir.join("podman").to_string_lossy().into_owned();
+    let run = dir.join("podman-run").to_string_lossy().into_owned();
+    let storage = [
+        "--root",
+        &root,
+        "--runroot",
+        &run,
+        "--storage-driver",
+        "vfs",
+    ];
+    attempt("podman", &[&storage[..], args].concat()).await
+}
+
 /// Pulls `image` with docker (then removes it), podman (storage under `dir`) and a fresh
 /// `agent`: each client's name with (success, output).
 pub async fn pull_with_every_client(
@@ -254,24 +270,7 @@ pub async fn pull_with_every_client(
 ) -> [(&'static str, (bool, String)); 3] {
     let docker = attempt("docker", &["pull", "-q", image]).await;
     let _ = attempt("docker", &["rmi", image]).await;
-    let root = dir.join("podman").to_string_lossy().into_owned();
-    let run = dir.join("podman-run").to_string_lossy().into_owned();
-    let podman = attempt(
-        "podman",
-        &[
-            "--root",
-            &root,
-            "--runroot",
-            &run,
-            "--storage-driver",
-            "vfs",
-            "pull",
-            "-q",
-            "--tls-verify=false",
-            image,
-        ],
-    )
-    .await;
+    let podman = podman(dir, &["pull", "-q", "--tls-verify=false", image]).await;
     let ours = Agent::new().run(&["pull", image]).await;
     let ours = (ours.code == 0, format!("{}{}", ours.stdout, ours.stderr));
     [("docker", docker), ("podman", podman), ("agent", ours)]
