@@ -10,8 +10,9 @@ use tokio::task::JoinHandle;
 
 use crate::{Error, Result};
 
-/// Bodies at most this long are hashed on the calling task.
-const INLINE_MAX: u64 = 256 << 10;
+/// Bodies at most this long are hashed on the calling task (and a last chunk this small is
+/// held in memory until its upload is committed).
+pub(crate) const INLINE_MAX: u64 = 256 << 10;
 
 pub(crate) enum HashPipe {
     Inline(Box<Hasher>),

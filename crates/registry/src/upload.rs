@@ -11,10 +11,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agent_registry_oci::{Algorithm, Digest, Hasher, RepoName};
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tracing::{debug, warn};
 
-use crate::hashing::{HashPipe, PendingHash, hash_stream};
+use crate::hashing::{HashPipe, INLINE_MAX, PendingHash, hash_stream};
 use crate::{Body, Error, Registry, Result};
 
 /// How often a body of unknown length is weighed against quotas and the free-space floor.
@@ -139,20 +140,34 @@ impl Registry {
     }
 
     /// Finishes an upload (PUT `?digest=`), with an optional last chunk, and links the blob
-    /// into `repo`. The digest must match every byte received.
+    /// into `repo`. The digest must match every byte received. A small last chunk (most
+    /// single-request pushes) is held in memory, checked against the digest before a byte of
+    /// it is written, and written with the commit in one step.
     pub async fn finish_upload(
         &self,
         repo: &RepoName,
         id: &str,
         digest: &Digest,
         info: ChunkInfo,
-        body: Body,
+        mut body: Body,
     ) -> Result<u64> {
         self.check_upload(repo, id).await?;
         let lock = self.upload_lock(id);
         let mut state = lock.lock().await;
-        let size = self.append_locked(repo, id, &mut state, info, body).await?;
-        let hasher = match digest.algorithm() {
+        let (size, tail) = match info.content_length.filter(|n| (1..=INLINE_MAX).contains(n)) {
+            Some(len) => {
+                let size = self.chunk_start(id, info).await?;
+                if let Err(e) = self.weigh(repo, size, len).await {
+                    return Err(self.refuse(e, &mut body).await);
+                }
+                (size, self.read_small_body(body, len).await?)
+            }
+            None => (
+                self.append_locked(repo, id, &mut state, info, body).await?,
+                Bytes::new(),
+            ),
+        };
+        let mut hasher = match digest.algorithm() {
             Algorithm::Sha256 => self.take_hasher(id, &mut state, size).await?,
             other => {
                 hash_stream(
@@ -162,26 +177,31 @@ impl Registry {
                 .await?
             }
         };
+        hasher.update(&tail);
         let actual = hasher.finish();
+        let total = size + tail.len() as u64;
         if &actual != digest {
             drop(state);
             self.cancel_upload(repo, id).await?;
             return Err(Error::DigestInvalid(format!(
-                "upload received {size} bytes with digest {actual}, not {digest}; the upload was discarded, start again"
+                "upload received {total} bytes with digest {actual}, not {digest}; the upload was discarded, start again"
             )));
         }
         {
             let _shared = self.inner.meta.guard_blob(digest, false).await?;
-            self.inner.blobs.commit_upload(id, digest).await?;
+            self.inner
+                .blobs
+                .commit_with_tail(id, size, tail, digest)
+                .await?;
             self.inner
                 .meta
-                .finish_upload(id, repo, digest, size)
+                .finish_upload(id, repo, digest, total)
                 .await?;
         }
         drop(state);
         self.forget_upload(id);
-        debug!(%repo, %digest, size, "blob committed");
-        Ok(size)
+        debug!(%repo, %digest, size = total, "blob committed");
+        Ok(total)
     }
 
     /// Pushes a whole blob in one request (POST `?digest=`, or the body of a PUT).
@@ -330,14 +350,8 @@ impl Registry {
         hash_stream(hasher, self.inner.blobs.read_upload(id, from).await?).await
     }
 
-    async fn append_locked(
-        &self,
-        repo: &RepoName,
-        id: &str,
-        state: &mut HashState,
-        info: ChunkInfo,
-        mut body: Body,
-    ) -> Result<u64> {
+    /// The upload's size, once the chunk's declared range and length are found to fit it.
+    async fn chunk_start(&self, id: &str, info: ChunkInfo) -> Result<u64> {
         let size = self.inner.blobs.upload_size(id).await?;
         if let Some(range) = info.range {
             if range.start != size {
@@ -356,6 +370,48 @@ impl Registry {
                 )));
             }
         }
+        Ok(size)
+    }
+
+    /// Reads a body declared `len` bytes long (at most [`INLINE_MAX`]) into memory.
+    async fn read_small_body(&self, mut body: Body, len: u64) -> Result<Bytes> {
+        let idle = self.inner.limits.body_idle_timeout;
+        let mut held = BytesMut::with_capacity(usize::try_from(len).unwrap_or_default());
+        loop {
+            let next = tokio::time::timeout(idle, body.next())
+                .await
+                .map_err(|_| Error::BodyFailed(format!("no data for {}s", idle.as_secs())))?;
+            let Some(chunk) = next else { break };
+            let chunk = chunk.map_err(|e| Error::BodyFailed(e.to_string()))?;
+            if (held.len() + chunk.len()) as u64 > len {
+                return Err(Error::SizeInvalid(format!(
+                    "chunk declared {len} bytes but more arrived"
+                )));
+            }
+            held.extend_from_slice(&chunk);
+        }
+        let received = held.len() as u64;
+        self.inner
+            .counters
+            .bytes_received
+            .fetch_add(received, Ordering::Relaxed);
+        if received != len {
+            return Err(Error::SizeInvalid(format!(
+                "chunk declared {len} bytes but {received} arrived"
+            )));
+        }
+        Ok(held.freeze())
+    }
+
+    async fn append_locked(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        state: &mut HashState,
+        info: ChunkInfo,
+        mut body: Body,
+    ) -> Result<u64> {
+        let size = self.chunk_start(id, info).await?;
         if info.content_length == Some(0) {
             return Ok(size);
         }

@@ -2,9 +2,12 @@
 //!
 //! Writes go through one blocking thread per upload writer so the async runtime never waits on
 //! the disk; reads map the blob a window at a time on a blocking thread, so a GET touches a
-//! bounded amount of memory however large the blob, and bytes go to the socket with one copy. With `fsync` on (the default), a commit
-//! syncs the upload file before the rename and the directory after it, so a blob that is
-//! visible is durable.
+//! bounded amount of memory however large the blob, and bytes go to the socket with one copy.
+//! Lookups of sizes and free space, and opening a file, run on the calling task: served from
+//! the kernel's inode and dentry caches they take microseconds, less than a hand-off to a
+//! blocking thread (the same reasoning as the metadata store's inline reads). With `fsync` on
+//! (the default), a commit syncs the upload file before the rename and the directory after
+//! it, so a blob that is visible is durable.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -24,6 +27,8 @@ use crate::{BlobStore, ByteStream, Result, StorageError, UploadWriter};
 const WINDOW: usize = 4 << 20;
 /// Windows mapped ahead of the socket per download.
 const READ_AHEAD: usize = 2;
+/// Reads at most this long are done with one `pread` on the calling task.
+const SMALL_READ: u64 = 64 << 10;
 /// How much an upload writer lets pile up in the page cache before syncing it, when fsync is
 /// on, so the final sync at commit has little left to do.
 const SYNC_EVERY: u64 = 32 << 20;
@@ -86,6 +91,62 @@ impl FsBlobStore {
             _ => StorageError::io("opening an upload", e),
         })
     }
+
+    /// Commits upload `id` as blob `digest`, first appending `tail` at its offset, in one
+    /// blocking step: write, sync the file, rename it into place, sync the directory. With
+    /// fsync on, a blob that is visible is durable.
+    async fn commit(&self, id: &str, tail: Option<(u64, Bytes)>, digest: &Digest) -> Result<()> {
+        let store = self.clone();
+        let blob = self.blob_path(digest);
+        let id = id.to_owned();
+        blocking(move || {
+            let upload = store.upload_path(&id)?;
+            if tail.is_some() || store.fsync {
+                let mut file = store.open_upload(&id, OpenOptions::new().append(true))?;
+                if let Some((at, tail)) = tail {
+                    check_end(&file, &id, at)?;
+                    file.write_all(&tail)
+                        .map_err(|e| StorageError::io("writing an upload", e))?;
+                }
+                if store.fsync {
+                    file.sync_all()
+                        .map_err(|e| StorageError::io("syncing an upload", e))?;
+                }
+            }
+            let dir = blob.parent().unwrap_or(Path::new("."));
+            fs::create_dir_all(dir)
+                .map_err(|e| StorageError::io("creating a blob directory", e))?;
+            // Same digest, same bytes: renaming over an existing blob changes nothing a reader sees.
+            fs::rename(&upload, &blob).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => StorageError::UploadUnknown(id.clone()),
+                _ => StorageError::io("committing a blob", e),
+            })?;
+            if store.fsync {
+                File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| StorageError::io("syncing a blob directory", e))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// Checks that an upload opened for appending ends at `at`. The registry appends to one
+/// upload at a time (one process holds the root), so this only catches a caller that lost
+/// track of the size.
+fn check_end(file: &File, id: &str, at: u64) -> Result<()> {
+    let len = file
+        .metadata()
+        .map_err(|e| StorageError::io("reading upload size", e))?
+        .len();
+    if len != at {
+        return Err(StorageError::UploadMoved {
+            id: id.to_owned(),
+            at,
+        });
+    }
+    Ok(())
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -100,13 +161,9 @@ static PROBES: AtomicU64 = AtomicU64::new(0);
 #[async_trait::async_trait]
 impl BlobStore for FsBlobStore {
     async fn available(&self) -> Result<Option<u64>> {
-        let root = self.root.clone();
-        blocking(move || {
-            let stat = rustix::fs::statvfs(&root)
-                .map_err(|e| StorageError::io("reading free space", e.into()))?;
-            Ok(Some(stat.f_bavail.saturating_mul(stat.f_frsize)))
-        })
-        .await
+        let stat = rustix::fs::statvfs(&self.root)
+            .map_err(|e| StorageError::io("reading free space", e.into()))?;
+        Ok(Some(stat.f_bavail.saturating_mul(stat.f_frsize)))
     }
 
     async fn probe(&self) -> Result<()> {
@@ -125,7 +182,7 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
-        match tokio::fs::metadata(self.blob_path(digest)).await {
+        match fs::metadata(self.blob_path(digest)) {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StorageError::io("reading blob size", e)),
@@ -182,8 +239,7 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn upload_size(&self, id: &str) -> Result<u64> {
-        let path = self.upload_path(id)?;
-        match tokio::fs::metadata(path).await {
+        match fs::metadata(self.upload_path(id)?) {
             Ok(m) => Ok(m.len()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 Err(StorageError::UploadUnknown(id.to_owned()))
@@ -194,18 +250,7 @@ impl BlobStore for FsBlobStore {
 
     async fn append(&self, id: &str, at: u64) -> Result<Box<dyn UploadWriter>> {
         let file = self.open_upload(id, OpenOptions::new().append(true))?;
-        let len = file
-            .metadata()
-            .map_err(|e| StorageError::io("reading upload size", e))?
-            .len();
-        // The registry appends to one upload at a time (one process holds the root), so
-        // this only catches a caller that lost track of the size.
-        if len != at {
-            return Err(StorageError::UploadMoved {
-                id: id.to_owned(),
-                at,
-            });
-        }
+        check_end(&file, id, at)?;
         Ok(Box::new(FsUploadWriter::spawn(file, at, self.fsync)))
     }
 
@@ -219,35 +264,17 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn commit_upload(&self, id: &str, digest: &Digest) -> Result<()> {
-        let upload = self.upload_path(id)?;
-        let blob = self.blob_path(digest);
-        let fsync = self.fsync;
-        let id = id.to_owned();
-        blocking(move || {
-            if fsync {
-                let file = File::open(&upload).map_err(|e| match e.kind() {
-                    io::ErrorKind::NotFound => StorageError::UploadUnknown(id.clone()),
-                    _ => StorageError::io("opening an upload", e),
-                })?;
-                file.sync_all()
-                    .map_err(|e| StorageError::io("syncing an upload", e))?;
-            }
-            let dir = blob.parent().unwrap_or(Path::new("."));
-            fs::create_dir_all(dir)
-                .map_err(|e| StorageError::io("creating a blob directory", e))?;
-            // Same digest, same bytes: renaming over an existing blob changes nothing a reader sees.
-            fs::rename(&upload, &blob).map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => StorageError::UploadUnknown(id.clone()),
-                _ => StorageError::io("committing a blob", e),
-            })?;
-            if fsync {
-                File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(|e| StorageError::io("syncing a blob directory", e))?;
-            }
-            Ok(())
-        })
-        .await
+        self.commit(id, None, digest).await
+    }
+
+    async fn commit_with_tail(
+        &self,
+        id: &str,
+        at: u64,
+        tail: Bytes,
+        digest: &Digest,
+    ) -> Result<()> {
+        self.commit(id, Some((at, tail)), digest).await
     }
 
     async fn abort_upload(&self, id: &str) -> Result<()> {
@@ -280,7 +307,16 @@ impl BlobStore for FsBlobStore {
 /// Streams `range` of `file`: a blocking thread maps it a window at a time, faulting the
 /// pages in there (so the async workers never wait on the disk), and the socket writes go
 /// straight from the page cache. Memory held per download is bounded by [`READ_AHEAD`] windows.
+/// A range of at most [`SMALL_READ`] bytes (configs, small layers) is read on the calling task
+/// instead: from the page cache that costs less than a thread hand-off and a mapping.
 fn stream_file(file: File, range: Range<u64>) -> ByteStream {
+    if range.is_empty() {
+        return Box::pin(futures_util::stream::empty());
+    }
+    if range.end - range.start <= SMALL_READ {
+        let item = read_range(&file, range);
+        return Box::pin(futures_util::stream::once(async move { item }));
+    }
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(READ_AHEAD);
     tokio::task::spawn_blocking(move || {
         let mut pos = range.start;
@@ -298,6 +334,20 @@ fn stream_file(file: File, range: Range<u64>) -> ByteStream {
     Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     }))
+}
+
+fn read_range(file: &File, range: Range<u64>) -> io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let len = usize::try_from(range.end - range.start).map_err(io::Error::other)?;
+    let mut buf = vec![0; len];
+    file.read_exact_at(&mut buf, range.start)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => {
+                io::Error::new(e.kind(), "blob is shorter than expected")
+            }
+            _ => e,
+        })?;
+    Ok(Bytes::from(buf))
 }
 
 #[allow(unsafe_code)]

@@ -200,6 +200,31 @@ impl S3BlobStore {
     }
 
     /// The bytes of `segments`, one after another, each fetched when the one before ends.
+    /// Writes `segments` then `tail`, together no larger than a part, as `blob` in one PUT.
+    async fn put_whole(&self, blob: &Path, segments: &[Segment], tail: Bytes) -> Result<()> {
+        let mut parts: Vec<Bytes> = self
+            .concat(segments)
+            .try_collect()
+            .await
+            .map_err(|e| StorageError::io("reading an upload", e))?;
+        parts.push(tail);
+        self.s3
+            .put(blob, parts.into_iter().collect())
+            .await
+            .map(drop)
+            .map_err(|e| s3_error("committing a blob", e))
+    }
+
+    /// Removes a committed upload: what was listed at the commit, without listing again (a
+    /// segment another node appended since is not part of the blob, and goes with the
+    /// abandoned uploads).
+    async fn drop_segments(&self, id: &str, segments: Vec<Segment>) -> Result<()> {
+        let dir = self.upload_dir(id)?;
+        let mut paths: Vec<Path> = segments.into_iter().map(|s| s.path).collect();
+        paths.push(dir.join(MARKER));
+        self.remove(paths).await
+    }
+
     fn concat(&self, segments: &[Segment]) -> ByteStream {
         let streams: Vec<ByteStream> = segments
             .iter()
@@ -360,18 +385,15 @@ impl BlobStore for S3BlobStore {
         let blob = self.blob_path(digest);
         if self.stat(digest).await?.is_none() {
             match segments.as_slice() {
-                [] => {
-                    self.s3
-                        .put(&blob, PutPayload::new())
-                        .await
-                        .map_err(|e| s3_error("committing a blob", e))?;
-                }
                 // The usual case (a monolithic push or a single PATCH): a server-side copy.
                 [only] => self
                     .s3
                     .copy(&only.path, &blob)
                     .await
                     .map_err(|e| s3_error("committing a blob", e))?,
+                small if end_of(small) <= PART_SIZE as u64 => {
+                    self.put_whole(&blob, small, Bytes::new()).await?;
+                }
                 // S3 has no concatenation that accepts parts under 5 MiB, so stream the
                 // segments through into one multipart upload.
                 many => {
@@ -399,12 +421,36 @@ impl BlobStore for S3BlobStore {
                 }
             }
         }
-        // What was just listed, without listing again: a segment another node appended
-        // since is not part of this blob, and goes with the abandoned uploads.
-        let dir = self.upload_dir(id)?;
-        let mut paths: Vec<Path> = segments.into_iter().map(|s| s.path).collect();
-        paths.push(dir.join(MARKER));
-        self.remove(paths).await
+        self.drop_segments(id, segments).await
+    }
+
+    /// A small blob's last bytes go straight into one PUT of the whole blob, with what the
+    /// upload holds before them: no segment for them, and no copy.
+    async fn commit_with_tail(
+        &self,
+        id: &str,
+        at: u64,
+        tail: Bytes,
+        digest: &Digest,
+    ) -> Result<()> {
+        if at + tail.len() as u64 > PART_SIZE as u64 {
+            let mut writer = self.append(id, at).await?;
+            writer.write(tail).await?;
+            writer.finish().await?;
+            return self.commit_upload(id, digest).await;
+        }
+        let segments = self.segments(id).await?;
+        if end_of(&segments) != at {
+            return Err(StorageError::UploadMoved {
+                id: id.to_owned(),
+                at,
+            });
+        }
+        if self.stat(digest).await?.is_none() {
+            self.put_whole(&self.blob_path(digest), &segments, tail)
+                .await?;
+        }
+        self.drop_segments(id, segments).await
     }
 
     async fn abort_upload(&self, id: &str) -> Result<()> {

@@ -20,6 +20,7 @@ async fn collect(store: &dyn BlobStore, digest: &Digest, range: std::ops::Range<
 /// Runs every check against `store`, which must be empty.
 pub async fn run_all(store: &dyn BlobStore) {
     upload_append_commit_read(store).await;
+    commit_with_tail_appends_then_commits(store).await;
     abort_discards(store).await;
     unknown_things_are_reported(store).await;
     probes_leave_nothing_behind(store).await;
@@ -105,6 +106,49 @@ async fn upload_append_commit_read(store: &dyn BlobStore) {
     assert_eq!(store.stat(&digest).await.expect("stat"), None);
     assert!(store.list_blobs().await.expect("list").is_empty());
     store.delete(&digest).await.expect("deleting twice is fine");
+}
+
+/// A last chunk held in memory goes in with the commit; one aimed past the upload's end is
+/// refused and commits nothing.
+async fn commit_with_tail_appends_then_commits(store: &dyn BlobStore) {
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let (head, tail) = data.split_at(60_000);
+    let digest = Digest::of(Algorithm::Sha256, &data);
+    store.begin_upload("t1").await.expect("begin");
+    let mut w = store.append("t1", 0).await.expect("append");
+    w.write(Bytes::copy_from_slice(head)).await.expect("write");
+    w.finish().await.expect("finish");
+    store
+        .commit_with_tail(
+            "t1",
+            head.len() as u64,
+            Bytes::copy_from_slice(tail),
+            &digest,
+        )
+        .await
+        .expect("commit with tail");
+    assert_eq!(store.stat(&digest).await.expect("stat"), Some(100_000));
+    assert!(matches!(
+        store.upload_size("t1").await,
+        Err(StorageError::UploadUnknown(_))
+    ));
+    // Whole, a small range inside, and a range crossing the small-read size.
+    assert_eq!(collect(store, &digest, 0..100_000).await, data);
+    assert_eq!(
+        collect(store, &digest, 59_990..60_010).await,
+        &data[59_990..60_010]
+    );
+    assert_eq!(collect(store, &digest, 1..70_001).await, &data[1..70_001]);
+
+    let other = Digest::of(Algorithm::Sha256, b"misplaced");
+    store.begin_upload("t2").await.expect("begin");
+    let r = store
+        .commit_with_tail("t2", 7, Bytes::from_static(b"misplaced"), &other)
+        .await;
+    assert!(matches!(r, Err(StorageError::UploadMoved { .. })), "{r:?}");
+    assert_eq!(store.stat(&other).await.expect("stat"), None);
+    store.abort_upload("t2").await.expect("abort");
+    store.delete(&digest).await.expect("delete");
 }
 
 async fn abort_discards(store: &dyn BlobStore) {

@@ -1,5 +1,6 @@
 //! Pushing blobs: monolithic, POST then PUT, chunked with status, cancel, mount, restarts.
 
+use agent_registry_oci::{Algorithm, Digest};
 use reqwest::StatusCode;
 
 use crate::support::{
@@ -115,6 +116,62 @@ async fn out_of_order_and_overlapping_chunks_are_416_with_the_resume_point() {
     let digest = sha256(b"0123456789");
     let r = finish_upload(&reg, &url, &digest).await;
     assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+/// The PUT that finishes a chunked upload may carry its last chunk, with or without a
+/// Content-Range, for either digest algorithm; a last chunk out of place is refused and a
+/// wrong digest writes none of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_finishing_put_may_carry_the_last_chunk() {
+    let reg = TestRegistry::start().await;
+    for (algorithm, range) in [(Algorithm::Sha256, Some("5-9")), (Algorithm::Sha512, None)] {
+        let url = start_upload(&reg, "push/tail").await;
+        let r = patch_upload(&reg, &url, Some("0-4"), b"first").await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let digest = Digest::of(algorithm, b"first-last");
+        let put = |range: Option<&str>, body: &[u8]| {
+            let mut req = reg
+                .http
+                .put(format!("{url}?digest={digest}"))
+                .body(body.to_vec());
+            if let Some(range) = range {
+                req = req.header("content-range", range);
+            }
+            req.send()
+        };
+        let r = put(Some("3-7"), b"-last").await.expect("put");
+        assert_eq!(header(&r, "range"), Some("0-4"), "{algorithm:?}");
+        assert_error(r, StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID").await;
+        let r = put(range, b"-last").await.expect("put");
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{algorithm:?}: {:?}",
+            r.text().await
+        );
+        let got = reg
+            .http
+            .get(reg.v2(&format!("push/tail/blobs/{digest}")))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(got.bytes().await.expect("body"), &b"first-last"[..]);
+    }
+
+    let url = start_upload(&reg, "push/tail").await;
+    patch_upload(&reg, &url, None, b"first").await;
+    let wrong = sha256(b"first-lost");
+    let r = reg
+        .http
+        .put(format!("{url}?digest={wrong}"))
+        .body(b"-last".to_vec())
+        .send()
+        .await
+        .expect("put");
+    let msg = assert_error(r, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
+    assert!(msg.contains("10 bytes"), "counts the last chunk: {msg}");
+    let status = reg.http.get(&url).send().await.expect("status");
+    assert_error(status, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
