@@ -39,7 +39,11 @@ pub async fn serve(
             handle.graceful_shutdown(Some(grace));
         })
     };
-    let result = axum_server::from_tcp_rustls(listener.into_std()?, config)?
+    // TCP_NODELAY, as for plain HTTP (`serve_plain`).
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    let result = axum_server::from_tcp(listener.into_std()?)?
+        .acceptor(acceptor)
         .handle(handle)
         .serve(app.into_make_service_with_connect_info::<SocketAddr>())
         .await;
