@@ -147,12 +147,7 @@ pub trait BlobStore: Send + Sync + 'static {
         tail: Bytes,
         digest: &Digest,
     ) -> Result<()> {
-        if !tail.is_empty() {
-            let mut writer = self.append(id, at).await?;
-            writer.write(tail).await?;
-            writer.finish().await?;
-        }
-        self.commit_upload(id, digest).await
+        append_then_commit(self, id, at, tail, digest).await
     }
 
     /// Discards the upload. Aborting an unknown upload is not an error.
@@ -187,6 +182,22 @@ pub trait BlobStore: Send + Sync + 'static {
     ) -> Result<Option<String>> {
         Ok(None)
     }
+}
+
+/// [`BlobStore::commit_with_tail`] in two steps: an append, then a commit.
+async fn append_then_commit<S: BlobStore + ?Sized>(
+    store: &S,
+    id: &str,
+    at: u64,
+    tail: Bytes,
+    digest: &Digest,
+) -> Result<()> {
+    if !tail.is_empty() {
+        let mut writer = store.append(id, at).await?;
+        writer.write(tail).await?;
+        writer.finish().await?;
+    }
+    store.commit_upload(id, digest).await
 }
 
 /// Appends to an upload. Dropping it without `finish` leaves a prefix of what was written.

@@ -199,7 +199,6 @@ impl S3BlobStore {
         Ok(())
     }
 
-    /// The bytes of `segments`, one after another, each fetched when the one before ends.
     /// Writes `segments` then `tail`, together no larger than a part, as `blob` in one PUT.
     async fn put_whole(&self, blob: &Path, segments: &[Segment], tail: Bytes) -> Result<()> {
         let mut parts: Vec<Bytes> = self
@@ -225,6 +224,7 @@ impl S3BlobStore {
         self.remove(paths).await
     }
 
+    /// The bytes of `segments`, one after another, each fetched when the one before ends.
     fn concat(&self, segments: &[Segment]) -> ByteStream {
         let streams: Vec<ByteStream> = segments
             .iter()
@@ -425,7 +425,9 @@ impl BlobStore for S3BlobStore {
     }
 
     /// A small blob's last bytes go straight into one PUT of the whole blob, with what the
-    /// upload holds before them: no segment for them, and no copy.
+    /// upload holds before them: no segment for them, and no copy. Without a tail, or past
+    /// one part, this is an append and [`BlobStore::commit_upload`] (a lone segment is copied
+    /// within S3, not read back).
     async fn commit_with_tail(
         &self,
         id: &str,
@@ -433,11 +435,8 @@ impl BlobStore for S3BlobStore {
         tail: Bytes,
         digest: &Digest,
     ) -> Result<()> {
-        if at + tail.len() as u64 > PART_SIZE as u64 {
-            let mut writer = self.append(id, at).await?;
-            writer.write(tail).await?;
-            writer.finish().await?;
-            return self.commit_upload(id, digest).await;
+        if tail.is_empty() || at + tail.len() as u64 > PART_SIZE as u64 {
+            return crate::append_then_commit(self, id, at, tail, digest).await;
         }
         let segments = self.segments(id).await?;
         if end_of(&segments) != at {

@@ -140,6 +140,26 @@ async fn commit_with_tail_appends_then_commits(store: &dyn BlobStore) {
     );
     assert_eq!(collect(store, &digest, 1..70_001).await, &data[1..70_001]);
 
+    // After an upload larger than an S3 part, where the tail cannot join one PUT.
+    let big: Vec<u8> = (0..9u32 << 20).map(|i| (i % 241) as u8).collect();
+    let big_digest = Digest::of(Algorithm::Sha256, &big);
+    let (head, tail) = big.split_at(big.len() - 1000);
+    store.begin_upload("t3").await.expect("begin");
+    let mut w = store.append("t3", 0).await.expect("append");
+    w.write(Bytes::copy_from_slice(head)).await.expect("write");
+    w.finish().await.expect("finish");
+    store
+        .commit_with_tail(
+            "t3",
+            head.len() as u64,
+            Bytes::copy_from_slice(tail),
+            &big_digest,
+        )
+        .await
+        .expect("commit a large upload with a tail");
+    assert_eq!(collect(store, &big_digest, 0..big.len() as u64).await, big);
+    store.delete(&big_digest).await.expect("delete");
+
     let other = Digest::of(Algorithm::Sha256, b"misplaced");
     store.begin_upload("t2").await.expect("begin");
     let r = store
