@@ -108,67 +108,57 @@ async fn upload_append_commit_read(store: &dyn BlobStore) {
     store.delete(&digest).await.expect("deleting twice is fine");
 }
 
+/// Writes `data` up to `split` into a new upload `id`, then commits it with the rest as its
+/// tail. Returns the blob's digest.
+async fn commit_in_two(store: &dyn BlobStore, id: &str, data: &[u8], split: usize) -> Digest {
+    let digest = Digest::of(Algorithm::Sha256, data);
+    let (head, tail) = data.split_at(split);
+    store.begin_upload(id).await.expect("begin");
+    let mut w = store.append(id, 0).await.expect("append");
+    w.write(Bytes::copy_from_slice(head)).await.expect("write");
+    w.finish().await.expect("finish");
+    store
+        .commit_with_tail(id, split as u64, Bytes::copy_from_slice(tail), &digest)
+        .await
+        .expect("commit with tail");
+    assert_eq!(
+        store.stat(&digest).await.expect("stat"),
+        Some(data.len() as u64)
+    );
+    assert!(matches!(
+        store.upload_size(id).await,
+        Err(StorageError::UploadUnknown(_))
+    ));
+    assert_eq!(collect(store, &digest, 0..data.len() as u64).await, data);
+    digest
+}
+
 /// A last chunk held in memory goes in with the commit; one aimed past the upload's end is
 /// refused and commits nothing.
 async fn commit_with_tail_appends_then_commits(store: &dyn BlobStore) {
     let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-    let (head, tail) = data.split_at(60_000);
-    let digest = Digest::of(Algorithm::Sha256, &data);
-    store.begin_upload("t1").await.expect("begin");
-    let mut w = store.append("t1", 0).await.expect("append");
-    w.write(Bytes::copy_from_slice(head)).await.expect("write");
-    w.finish().await.expect("finish");
-    store
-        .commit_with_tail(
-            "t1",
-            head.len() as u64,
-            Bytes::copy_from_slice(tail),
-            &digest,
-        )
-        .await
-        .expect("commit with tail");
-    assert_eq!(store.stat(&digest).await.expect("stat"), Some(100_000));
-    assert!(matches!(
-        store.upload_size("t1").await,
-        Err(StorageError::UploadUnknown(_))
-    ));
-    // Whole, a small range inside, and a range crossing the small-read size.
-    assert_eq!(collect(store, &digest, 0..100_000).await, data);
+    let digest = commit_in_two(store, "t1", &data, 60_000).await;
+    // A small range inside, and a range crossing the small-read size.
     assert_eq!(
         collect(store, &digest, 59_990..60_010).await,
         &data[59_990..60_010]
     );
     assert_eq!(collect(store, &digest, 1..70_001).await, &data[1..70_001]);
+    store.delete(&digest).await.expect("delete");
 
     // After an upload larger than an S3 part, where the tail cannot join one PUT.
     let big: Vec<u8> = (0..9u32 << 20).map(|i| (i % 241) as u8).collect();
-    let big_digest = Digest::of(Algorithm::Sha256, &big);
-    let (head, tail) = big.split_at(big.len() - 1000);
-    store.begin_upload("t3").await.expect("begin");
-    let mut w = store.append("t3", 0).await.expect("append");
-    w.write(Bytes::copy_from_slice(head)).await.expect("write");
-    w.finish().await.expect("finish");
-    store
-        .commit_with_tail(
-            "t3",
-            head.len() as u64,
-            Bytes::copy_from_slice(tail),
-            &big_digest,
-        )
-        .await
-        .expect("commit a large upload with a tail");
-    assert_eq!(collect(store, &big_digest, 0..big.len() as u64).await, big);
-    store.delete(&big_digest).await.expect("delete");
+    let digest = commit_in_two(store, "t2", &big, big.len() - 1000).await;
+    store.delete(&digest).await.expect("delete");
 
     let other = Digest::of(Algorithm::Sha256, b"misplaced");
-    store.begin_upload("t2").await.expect("begin");
+    store.begin_upload("t3").await.expect("begin");
     let r = store
-        .commit_with_tail("t2", 7, Bytes::from_static(b"misplaced"), &other)
+        .commit_with_tail("t3", 7, Bytes::from_static(b"misplaced"), &other)
         .await;
     assert!(matches!(r, Err(StorageError::UploadMoved { .. })), "{r:?}");
     assert_eq!(store.stat(&other).await.expect("stat"), None);
-    store.abort_upload("t2").await.expect("abort");
-    store.delete(&digest).await.expect("delete");
+    store.abort_upload("t3").await.expect("abort");
 }
 
 async fn abort_discards(store: &dyn BlobStore) {
