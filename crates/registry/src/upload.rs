@@ -373,16 +373,20 @@ impl Registry {
         Ok(size)
     }
 
+    /// The body's next chunk, `None` at its end; a body idle for longer than the limit fails.
+    async fn next_chunk(&self, body: &mut Body) -> Result<Option<Bytes>> {
+        let idle = self.inner.limits.body_idle_timeout;
+        let next = tokio::time::timeout(idle, body.next())
+            .await
+            .map_err(|_| Error::BodyFailed(format!("no data for {}s", idle.as_secs())))?;
+        next.transpose()
+            .map_err(|e| Error::BodyFailed(e.to_string()))
+    }
+
     /// Reads a body declared `len` bytes long (at most [`INLINE_MAX`]) into memory.
     async fn read_small_body(&self, mut body: Body, len: u64) -> Result<Bytes> {
-        let idle = self.inner.limits.body_idle_timeout;
         let mut held = BytesMut::with_capacity(usize::try_from(len).unwrap_or_default());
-        loop {
-            let next = tokio::time::timeout(idle, body.next())
-                .await
-                .map_err(|_| Error::BodyFailed(format!("no data for {}s", idle.as_secs())))?;
-            let Some(chunk) = next else { break };
-            let chunk = chunk.map_err(|e| Error::BodyFailed(e.to_string()))?;
+        while let Some(chunk) = self.next_chunk(&mut body).await? {
             if (held.len() + chunk.len()) as u64 > len {
                 return Err(Error::SizeInvalid(format!(
                     "chunk declared {len} bytes but more arrived"
@@ -428,18 +432,15 @@ impl Registry {
         let mut writer = self.inner.blobs.append(id, size).await?;
         let mut received = 0u64;
         let mut weighed = 0u64;
-        let idle = self.inner.limits.body_idle_timeout;
         let outcome: Result<()> = async {
             loop {
                 if info.content_length.is_none() && received - weighed >= SPACE_CHECK_EVERY {
                     self.weigh(repo, size + received, 0).await?;
                     weighed = received;
                 }
-                let next = tokio::time::timeout(idle, body.next())
-                    .await
-                    .map_err(|_| Error::BodyFailed(format!("no data for {}s", idle.as_secs())))?;
-                let Some(chunk) = next else { return Ok(()) };
-                let chunk = chunk.map_err(|e| Error::BodyFailed(e.to_string()))?;
+                let Some(chunk) = self.next_chunk(&mut body).await? else {
+                    return Ok(());
+                };
                 received += chunk.len() as u64;
                 pipe.feed(chunk.clone()).await?;
                 writer.write(chunk).await?;
@@ -503,6 +504,50 @@ mod tests {
         assert_eq!(ChunkRange::parse("9-0"), None);
         assert_eq!(ChunkRange::parse("a-b"), None);
         assert_eq!(ChunkRange::parse("5"), None);
+    }
+
+    /// A body that stops sending is abandoned after the idle limit, whether it is read into
+    /// memory (a small last chunk) or streamed to storage (a chunk of unknown length), and the
+    /// upload keeps only what arrived before.
+    #[tokio::test]
+    async fn a_stalled_body_fails_after_the_idle_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blobs = agent_registry_storage::FsBlobStore::open(dir.path(), false).expect("open");
+        let meta = agent_registry_metadata::SqliteStore::open(dir.path().join("r.db"), false)
+            .expect("open metadata");
+        let limits = crate::Limits {
+            body_idle_timeout: Duration::from_millis(200),
+            ..crate::Limits::default()
+        };
+        let registry = Registry::new(
+            Arc::new(blobs),
+            Arc::new(meta),
+            limits,
+            crate::CatalogueRules::default(),
+        );
+        let repo: RepoName = "stall/app".parse().expect("name");
+        let stalled = || -> Body {
+            let first = futures_util::stream::iter([Ok(bytes::Bytes::from_static(b"ab"))]);
+            Box::pin(first.chain(futures_util::stream::pending()))
+        };
+        let digest = Digest::of(Algorithm::Sha256, b"abc");
+        for content_length in [Some(3), None] {
+            let upload = registry.start_upload(&repo).await.expect("start");
+            let info = ChunkInfo {
+                range: None,
+                content_length,
+            };
+            let r = registry
+                .finish_upload(&repo, &upload.id, &digest, info, stalled())
+                .await;
+            assert!(
+                matches!(&r, Err(Error::BodyFailed(m)) if m.contains("no data")),
+                "{content_length:?}: {r:?}"
+            );
+            let status = registry.upload_status(&repo, &upload.id).await;
+            let kept = if content_length.is_some() { 0 } else { 2 };
+            assert_eq!(status.expect("status").size, kept, "{content_length:?}");
+        }
     }
 
     /// An upload nobody finishes goes when it is older than the limit, an upload in storage
