@@ -26,6 +26,16 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# wait_for URL waits up to 10 s for anything to answer HTTP at URL; fails, saying so, if not.
+wait_for() {
+    for _ in $(seq 100); do
+        curl -s -o /dev/null "$1" && return 0
+        sleep 0.1
+    done
+    echo "nothing answered at $1 within 10 s" >&2
+    return 1
+}
+
 need_cargo() {
     command -v cargo >/dev/null || { echo "cargo is required: install Rust from rustup.rs" >&2; exit 1; }
 }
