@@ -58,6 +58,67 @@ pub async fn run_all(store: &dyn MetadataStore) {
     downloads_and_ratings_add_up(store).await;
     immutable_tags_do_not_move(store).await;
     usage_counts_what_is_held(store).await;
+    repeated_reads_follow_every_write(store).await;
+}
+
+/// Pulls read the same blob sizes and manifests over and over; each read after a write, even
+/// one that read the same key just before, sees that write.
+async fn repeated_reads_follow_every_write(store: &dyn MetadataStore) {
+    let r = repo("repeat/agent");
+    let (blob, v1) = (d("repeat-blob"), Reference::Tag(tag("v1")));
+    let size = async || store.blob_size(&r, &blob).await.expect("size");
+    let tagged = async || {
+        store
+            .manifest(&r, &v1)
+            .await
+            .expect("get")
+            .map(|m| m.digest)
+    };
+    let by_digest = async |name: &str| {
+        store
+            .manifest(&r, &Reference::Digest(d(name)))
+            .await
+            .expect("get")
+            .is_some()
+    };
+
+    assert_eq!((size().await, size().await), (None, None));
+    store.link_blob(&r, &blob, 7).await.expect("link");
+    assert_eq!((size().await, size().await), (Some(7), Some(7)));
+
+    assert_eq!(tagged().await, None);
+    store
+        .put_manifest(manifest(
+            &r,
+            "repeat-1",
+            vec![blob.clone()],
+            vec![],
+            Some("v1"),
+        ))
+        .await
+        .expect("put");
+    assert_eq!(tagged().await, Some(d("repeat-1")));
+    store
+        .put_manifest(manifest(
+            &r,
+            "repeat-2",
+            vec![blob.clone()],
+            vec![],
+            Some("v1"),
+        ))
+        .await
+        .expect("put");
+    assert_eq!(tagged().await, Some(d("repeat-2")), "the tag moved");
+    assert!(store.delete_tag(&r, &tag("v1")).await.expect("untag"));
+    assert_eq!(tagged().await, None);
+
+    for name in ["repeat-1", "repeat-2"] {
+        assert!(by_digest(name).await);
+        assert!(store.delete_manifest(&r, &d(name)).await.expect("delete"));
+        assert!(!by_digest(name).await, "{name} deleted");
+    }
+    assert!(store.unlink_blob(&r, &blob).await.expect("unlink"));
+    assert_eq!(size().await, None);
 }
 
 async fn usage_counts_what_is_held(store: &dyn MetadataStore) {

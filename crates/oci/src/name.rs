@@ -179,7 +179,7 @@ impl fmt::Debug for Tag {
 }
 
 /// What follows `/manifests/` in a URL: a tag or a digest.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Reference {
     Tag(Tag),
     Digest(Digest),

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use agent_registry_oci::{Digest, Reference, RepoName, RepoPattern, Tag};
@@ -14,6 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 mod access;
 mod catalogue;
+mod recent;
 mod schema;
 mod writer;
 
@@ -33,6 +34,8 @@ pub struct SqliteStore {
     durable: bool,
     writer: writer::Writer,
     readers: Mutex<Vec<Connection>>,
+    /// Blob sizes and manifests read since the last commit.
+    recent: Arc<recent::RecentReads>,
     index: RwLock<CatalogueIndex>,
     /// One node by construction: a lock in this process guards every blob.
     blob_lifecycle: std::sync::Arc<tokio::sync::RwLock<()>>,
@@ -90,26 +93,30 @@ impl SqliteStore {
         let path = path.as_ref().to_owned();
         let mut conn = Self::connect(&path, durable, false)?;
         schema::migrate(&mut conn)?;
+        let recent = Arc::<recent::RecentReads>::default();
         Ok(SqliteStore {
             path,
             durable,
-            writer: writer::Writer::spawn(conn, durable)?,
+            writer: writer::Writer::spawn(conn, durable, recent.clone())?,
             readers: Mutex::new(Vec::new()),
+            recent,
             index: RwLock::default(),
             blob_lifecycle: std::sync::Arc::default(),
         })
     }
 
-    /// Opens a connection; `reader` ones map the file (see [`MMAP_BYTES`]).
+    /// Opens a connection; `reader` ones map the file (see [`MMAP_BYTES`]) and may not write:
+    /// every write goes through the writer, which is what lets [`recent`] keep answers until
+    /// the next commit.
     fn connect(path: &Path, durable: bool, reader: bool) -> Result<Connection> {
         let conn = Connection::open(path).map_err(db_err("opening the database"))?;
         let sync = if durable { "FULL" } else { "NORMAL" };
         // Readers map the file instead of copying pages into each connection's small cache
         // (catalogue searches touch many pages). The writer does not: a growing file would be
         // remapped on its commits.
-        let mmap = if reader { MMAP_BYTES } else { 0 };
+        let (mmap, query_only) = if reader { (MMAP_BYTES, 1) } else { (0, 0) };
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000; PRAGMA mmap_size={mmap};"
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000; PRAGMA mmap_size={mmap}; PRAGMA query_only={query_only};"
         ))
         .map_err(db_err("configuring the database"))?;
         Ok(conn)
@@ -244,14 +251,18 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
-        let (repo, digest) = (repo.to_string(), digest.to_string());
-        self.read(|c| {
-            c.prepare_cached(
-                "SELECT b.size FROM repo_blobs r JOIN blobs b ON b.digest = r.digest WHERE r.repo = ?1 AND r.digest = ?2",
-            )
-            .and_then(|mut s| s.query_row(params![repo, digest], |r| r.get::<_, i64>(0)).optional())
-            .map(|o| o.map(|s| s as u64))
-            .map_err(db_err("looking up a blob"))
+        self.recent.blob_size(repo, digest, || {
+            self.read(|c| {
+                c.prepare_cached(
+                    "SELECT b.size FROM repo_blobs r JOIN blobs b ON b.digest = r.digest WHERE r.repo = ?1 AND r.digest = ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![repo.as_str(), digest.to_string()], |r| r.get::<_, i64>(0))
+                        .optional()
+                })
+                .map(|o| o.map(|s| s as u64))
+                .map_err(db_err("looking up a blob"))
+            })
         })
     }
 
@@ -455,28 +466,28 @@ impl MetadataStore for SqliteStore {
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<Option<StoredManifest>> {
-        let repo = repo.to_string();
-        let reference = reference.clone();
-        self.read(|c| {
-            let row = |r: &rusqlite::Row<'_>| {
-                Ok(StoredManifest {
-                    digest: parse_digest(r.get(0)?)?,
-                    media_type: r.get(1)?,
-                    content: Bytes::from(r.get::<_, Vec<u8>>(2)?),
-                })
-            };
-            match reference {
-                Reference::Tag(tag) => c
-                    .prepare_cached(
-                        "SELECT m.digest, m.media_type, m.content FROM tags t
-                         JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest WHERE t.repo = ?1 AND t.name = ?2",
-                    )
-                    .and_then(|mut s| s.query_row(params![repo, tag.as_str()], row).optional()),
-                Reference::Digest(d) => c
-                    .prepare_cached("SELECT digest, media_type, content FROM manifests WHERE repo = ?1 AND digest = ?2")
-                    .and_then(|mut s| s.query_row(params![repo, d.to_string()], row).optional()),
-            }
-            .map_err(db_err("looking up a manifest"))
+        self.recent.manifest(repo, reference, || {
+            self.read(|c| {
+                let row = |r: &rusqlite::Row<'_>| {
+                    Ok(StoredManifest {
+                        digest: parse_digest(r.get(0)?)?,
+                        media_type: r.get(1)?,
+                        content: Bytes::from(r.get::<_, Vec<u8>>(2)?),
+                    })
+                };
+                match reference {
+                    Reference::Tag(tag) => c
+                        .prepare_cached(
+                            "SELECT m.digest, m.media_type, m.content FROM tags t
+                             JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest WHERE t.repo = ?1 AND t.name = ?2",
+                        )
+                        .and_then(|mut s| s.query_row(params![repo.as_str(), tag.as_str()], row).optional()),
+                    Reference::Digest(d) => c
+                        .prepare_cached("SELECT digest, media_type, content FROM manifests WHERE repo = ?1 AND digest = ?2")
+                        .and_then(|mut s| s.query_row(params![repo.as_str(), d.to_string()], row).optional()),
+                }
+                .map_err(db_err("looking up a manifest"))
+            })
         })
     }
 

@@ -6,10 +6,13 @@
 //! gets its own error; the others still commit. No job hears back before the commit that holds
 //! it is durable (for durable jobs) or done (for bookkeeping that a client can redo).
 
+use std::sync::Arc;
+
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::db_err;
+use super::recent::RecentReads;
 use crate::{MetadataError, Result};
 
 /// Jobs one commit may hold; more wait for the next.
@@ -35,12 +38,17 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`. `durable` is whether the store syncs at all.
-    pub(super) fn spawn(conn: Connection, durable: bool) -> Result<Writer> {
+    /// Starts the writer thread on `conn`. `durable` is whether the store syncs at all;
+    /// `recent` forgets what it holds after every commit.
+    pub(super) fn spawn(
+        conn: Connection,
+        durable: bool,
+        recent: Arc<RecentReads>,
+    ) -> Result<Writer> {
         let (jobs, rx) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, durable, rx))
+            .spawn(move || writer_loop(conn, durable, &recent, rx))
             .map_err(|e| MetadataError::backend("starting the writer thread", e))?;
         Ok(Writer { jobs })
     }
@@ -89,7 +97,7 @@ impl Writer {
     }
 }
 
-fn writer_loop(conn: Connection, durable: bool, mut rx: mpsc::Receiver<Job>) {
+fn writer_loop(conn: Connection, durable: bool, recent: &RecentReads, mut rx: mpsc::Receiver<Job>) {
     let mut full_sync = durable;
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
@@ -110,11 +118,11 @@ fn writer_loop(conn: Connection, durable: bool, mut rx: mpsc::Receiver<Job>) {
                 }
             }
         }
-        commit_batch(&conn, batch);
+        commit_batch(&conn, recent, batch);
     }
 }
 
-fn commit_batch(conn: &Connection, batch: Vec<Job>) {
+fn commit_batch(conn: &Connection, recent: &RecentReads, batch: Vec<Job>) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         fail_all(batch, &db_err("starting a transaction")(e));
         return;
@@ -143,6 +151,7 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>) {
     }
     match conn.execute_batch("COMMIT") {
         Ok(()) => {
+            recent.forget();
             for (_, reply) in replies {
                 reply(Ok(()));
             }
