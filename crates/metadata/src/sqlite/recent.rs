@@ -5,7 +5,9 @@
 //! older than the last write: any commit at all empties the cache. That is coarse, but it
 //! needs no knowledge of which write touches which answer, and pulls, the reads that repeat,
 //! come in runs without writes between them. A SQLite registry is one process (see
-//! `blob_lifecycle`), so every write to these tables goes through this process's writer.
+//! `blob_lifecycle`), so every write to these tables goes through this process's writer. The
+//! one thing another process writes while the server runs is the access tables (the `user`,
+//! `token` and `permission` commands), and no answer here comes from those.
 //!
 //! A read that misses notes the generation before it asks the database and keeps its answer
 //! only if no commit came in between: an answer read from a snapshot older than the last
